@@ -1,0 +1,4 @@
+"""Head models, geometry in torch, the TEMPEH network stages, losses, training and evaluation.
+
+Never imports Qt.
+"""

@@ -1,0 +1,1 @@
+"""Qt-free OpenGL rendering with ModernGL: headless contexts and mesh renderers (no torch)."""

@@ -1,0 +1,19 @@
+"""Shared fixtures: small rigs and head models made in code, and paths to optional data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_TEMPEH = REPO_ROOT.parent / "shared" / "tempeh"
+
+
+@pytest.fixture
+def shared_vectors() -> Path:
+    """The official TEMPEH test vectors beside the checkout; skip where they are absent."""
+    path = SHARED_TEMPEH / "vectors"
+    if not path.is_dir():
+        pytest.skip(f"official TEMPEH vectors not found at {path} (shared/ is not beside the repo)")
+    return path
