@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "demo", help="render and export the procedural head with a few expressions (headless)"
     )
     d.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder")
+    d.add_argument(
+        "--png-only", action="store_true", help="write only the contact sheet (README picture)"
+    )
     d.set_defaults(handler=_demo)
 
 
@@ -150,10 +153,12 @@ def _demo(args: argparse.Namespace) -> int:
         jaw = torch.tensor([[np.deg2rad(jaw_deg), 0.0, 0.0]])
         with torch.no_grad():
             verts = model(expression=expression, jaw_pose=jaw).vertices[0].numpy()
-        slug = label.replace(" ", "_")
-        write_mesh(out / f"head_{slug}.ply", verts, data.template.faces, units="m")
+        if not args.png_only:
+            slug = label.replace(" ", "_")
+            write_mesh(out / f"head_{slug}.ply", verts, data.template.faces, units="m")
         rows.append(render_views(verts, data.template.faces, size=320))
     sheet = np.concatenate(rows, axis=0)
-    save_png(out / "heads.png", sheet)
-    print(f"wrote {out / 'heads.png'} and {len(rows)} PLY meshes (metres) to {out}")
+    save_png(out / "procedural_heads.png", sheet)
+    meshes = "" if args.png_only else f" and {len(rows)} PLY meshes (metres)"
+    print(f"wrote {out / 'procedural_heads.png'}{meshes} to {out}")
     return 0

@@ -65,3 +65,11 @@ class RenderError(StudioError):
 
 class ConfigError(_LocatedError):
     """A configuration file or option is invalid."""
+
+
+class CaptureError(StudioError):
+    """A camera source could not be opened, matched to the rig, configured or streamed."""
+
+
+class TakeError(StudioError):
+    """A recorded take is missing, malformed, or one of its videos cannot be decoded."""
