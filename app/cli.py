@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from capture.errors import StudioError
 
-COMMAND_MODULES = ("app.cmd_info", "app.cmd_rig", "app.cmd_head")
+COMMAND_MODULES = ("app.cmd_info", "app.cmd_rig", "app.cmd_head", "app.cmd_capture")
 """Modules that add subcommands, in the order they appear in ``--help``."""
 
 
