@@ -14,9 +14,13 @@ APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libglx-mesa0 libgl1-mesa-dri libgbm1
 
 .PHONY: run test setup system-deps lint bench clean
 
+TAKE := out/takes/emulated-$(shell date +%Y%m%d-%H%M%S)
+
 run: setup
 	$(VENV)/bin/tempeh info
 	$(VENV)/bin/tempeh demo
+	$(VENV)/bin/tempeh record --source emulated --seconds 3 --size 640x480 --out $(TAKE)
+	$(VENV)/bin/tempeh takes show $(TAKE)
 
 test: setup
 	$(PY) -m ruff check .
