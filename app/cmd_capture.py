@@ -80,20 +80,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def resize_rig(rig: Rig, width: int, height: int) -> Rig:
-    """The rig for images resized to ``width × height`` (pixel-area convention, per camera)."""
-    cams = []
-    for cam in rig.cameras:
-        sx, sy = width / cam.width, height / cam.height
-        K = cam.K.copy()
-        K[0, :] *= sx
-        K[1, :] *= sy
-        K[0, 2] = (cam.K[0, 2] + 0.5) * sx - 0.5
-        K[1, 2] = (cam.K[1, 2] + 0.5) * sy - 0.5
-        cams.append(dataclasses.replace(cam, width=width, height=height, K=K))
-    return Rig(tuple(cams), rig.name, dict(rig.metadata))
-
-
 def load_rig(spec: str, size: str | None) -> Rig:
     """A shipped rig by name or a rig file (any supported format), optionally resized."""
     path = Path(spec)
@@ -111,7 +97,7 @@ def load_rig(spec: str, size: str | None) -> Rig:
             )
         rig = load_shipped_rig(spec)
     if size:
-        rig = resize_rig(rig, *parse_size(size))
+        rig = rig.resized(*parse_size(size))
     return rig
 
 
@@ -246,7 +232,7 @@ def _bench(args: argparse.Namespace) -> int:
 
     w, h = parse_size(args.size)
     if args.cameras == 16:
-        rig = emulator_rig(resize_rig(load_shipped_rig("default16"), w, h))
+        rig = emulator_rig(load_shipped_rig("default16").resized(w, h))
     else:
         rig = ring_rig(args.cameras, w, h)
     with tempfile.TemporaryDirectory(prefix="tempeh-bench-") as work:

@@ -79,12 +79,22 @@ class Camera:
     def scaled(self, factor: float) -> Camera:
         """The same camera for images resized by ``1 / factor`` (e.g. 8 for the coarse stage).
 
-        Uses the pixel-area convention: a pixel centre ``u`` maps to ``(u + 0.5) / factor - 0.5``.
-        Width and height are integer-divided as TEMPEH does.
+        Width and height are integer-divided as TEMPEH does; see :meth:`resized`.
         """
         if factor <= 0:
             raise CalibrationError(f"scale factor must be positive, got {factor}", camera=self.name)
-        width, height = int(self.width // factor), int(self.height // factor)
+        return self.resized(int(self.width // factor), int(self.height // factor))
+
+    def resized(self, width: int, height: int) -> Camera:
+        """The same camera for images resized to ``width × height`` pixels.
+
+        Uses the pixel-area convention: a pixel centre ``u`` maps to ``(u + 0.5)·sx − 0.5``
+        with ``sx = width / self.width`` (and likewise for v), so image borders stay aligned.
+        """
+        if width <= 0 or height <= 0:
+            raise CalibrationError(
+                f"image size must be positive, got {width}x{height}", camera=self.name
+            )
         sx, sy = width / self.width, height / self.height
         K = self.K.copy()
         K[0, :] *= sx
@@ -148,6 +158,11 @@ class Rig:
     def scaled(self, factor: float) -> Rig:
         """Every camera scaled by ``1 / factor`` (see :meth:`Camera.scaled`)."""
         return Rig(tuple(c.scaled(factor) for c in self.cameras), self.name, dict(self.metadata))
+
+    def resized(self, width: int, height: int) -> Rig:
+        """Every camera resized to ``width × height`` (see :meth:`Camera.resized`)."""
+        cams = tuple(c.resized(width, height) for c in self.cameras)
+        return Rig(cams, self.name, dict(self.metadata))
 
     def equals(self, other: Rig, atol: float = 0.0) -> bool:
         """True when both rigs hold the same cameras in the same order."""

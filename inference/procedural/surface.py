@@ -17,6 +17,7 @@ from scipy.interpolate import PchipInterpolator
 
 from inference.head_data import unique_edges
 from inference.procedural.fields import bump, smoothstep, vertex_normals
+from render.primitives import icosphere
 
 NUM_ROWS = 64
 """Rings of the skin grid, the pole included."""
@@ -189,41 +190,6 @@ def _grid_faces(grid: np.ndarray) -> np.ndarray:
         [np.stack([a, c, b], axis=-1).reshape(-1, 3), np.stack([b, c, d], axis=-1).reshape(-1, 3)]
     )
     return np.concatenate([fan, quads]).astype(np.int64)
-
-
-def icosphere(subdivisions: int) -> tuple[np.ndarray, np.ndarray]:
-    """Unit icosphere: (V, 3) float64 vertices and (F, 3) int64 outward-facing faces."""
-    g = (1.0 + 5.0**0.5) / 2.0
-    verts = [
-        (-1, g, 0), (1, g, 0), (-1, -g, 0), (1, -g, 0),
-        (0, -1, g), (0, 1, g), (0, -1, -g), (0, 1, -g),
-        (g, 0, -1), (g, 0, 1), (-g, 0, -1), (-g, 0, 1),
-    ]  # fmt: skip
-    faces = [
-        (0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11),
-        (1, 5, 9), (5, 11, 4), (11, 10, 2), (10, 7, 6), (7, 1, 8),
-        (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9),
-        (4, 9, 5), (2, 4, 11), (6, 2, 10), (8, 6, 7), (9, 8, 1),
-    ]  # fmt: skip
-    v = [np.array(p, dtype=np.float64) / np.linalg.norm(p) for p in verts]
-    f = list(faces)
-    for _ in range(subdivisions):
-        cache: dict[tuple[int, int], int] = {}
-
-        def midpoint(i: int, j: int, cache: dict[tuple[int, int], int] = cache) -> int:
-            key = (min(i, j), max(i, j))
-            if key not in cache:
-                m = v[i] + v[j]
-                v.append(m / np.linalg.norm(m))
-                cache[key] = len(v) - 1
-            return cache[key]
-
-        new = []
-        for a, b, c in f:
-            ab, bc, ca = midpoint(a, b), midpoint(b, c), midpoint(c, a)
-            new += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
-        f = new
-    return np.array(v), np.array(f, dtype=np.int64)
 
 
 def _face_height(x: np.ndarray, y: np.ndarray) -> np.ndarray:

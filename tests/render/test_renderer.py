@@ -21,43 +21,10 @@ from render.camera_math import (
 from render.context import create_headless_context, gl_info
 from render.mesh_renderer import vertex_normals
 from render.offscreen import OffscreenRenderer
+from render.primitives import icosphere
 from render.snapshot import render_views, save_png
 
 # --------------------------------------------------------------------------- fixtures
-
-
-def icosphere(subdivisions: int, radius: float, center=(0.0, 0.0, 0.0)):
-    """(N, 3) vertices on a sphere and (F, 3) faces, counter-clockwise seen from outside."""
-    t = (1.0 + 5.0**0.5) / 2.0
-    verts = [
-        (-1, t, 0), (1, t, 0), (-1, -t, 0), (1, -t, 0),
-        (0, -1, t), (0, 1, t), (0, -1, -t), (0, 1, -t),
-        (t, 0, -1), (t, 0, 1), (-t, 0, -1), (-t, 0, 1),
-    ]  # fmt: skip
-    faces = [
-        (0, 11, 5), (0, 5, 1), (0, 1, 7), (0, 7, 10), (0, 10, 11),
-        (1, 5, 9), (5, 11, 4), (11, 10, 2), (10, 7, 6), (7, 1, 8),
-        (3, 9, 4), (3, 4, 2), (3, 2, 6), (3, 6, 8), (3, 8, 9),
-        (4, 9, 5), (2, 4, 11), (6, 2, 10), (8, 6, 7), (9, 8, 1),
-    ]  # fmt: skip
-    v = [np.array(p, dtype=np.float64) / np.linalg.norm(p) for p in verts]
-    for _ in range(subdivisions):
-        cache: dict[tuple[int, int], int] = {}
-
-        def mid(a: int, b: int, cache: dict[tuple[int, int], int] = cache) -> int:
-            key = (min(a, b), max(a, b))
-            if key not in cache:
-                m = v[a] + v[b]
-                v.append(m / np.linalg.norm(m))
-                cache[key] = len(v) - 1
-            return cache[key]
-
-        new = []
-        for a, b, c in faces:
-            ab, bc, ca = mid(a, b), mid(b, c), mid(c, a)
-            new += [(a, ab, ca), (b, bc, ab), (c, ca, bc), (ab, bc, ca)]
-        faces = new
-    return np.array(v) * radius + np.asarray(center), np.array(faces, dtype=np.int64)
 
 
 def make_camera(width: int = 640, height: int = 480, skew: float = 0.0) -> Camera:
