@@ -73,3 +73,42 @@ class CaptureError(StudioError):
 
 class TakeError(StudioError):
     """A recorded take is missing, malformed, or one of its videos cannot be decoded."""
+
+
+class CheckpointError(_LocatedError):
+    """A network checkpoint is missing, unreadable, or does not match the model's layout."""
+
+
+class DatasetError(StudioError):
+    """A dataset frame is incomplete or inconsistent (missing image, calibration, scan, mesh).
+
+    The message names the subject, sequence, frame and camera concerned.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        subject: str | None = None,
+        sequence: str | None = None,
+        frame: str | None = None,
+        camera: str | None = None,
+        path: str | PathLike[str] | None = None,
+    ) -> None:
+        self.subject, self.sequence, self.frame, self.camera = subject, sequence, frame, camera
+        self.path = None if path is None else str(path)
+        self.reason = message
+        parts = [
+            f"{label} {value!r}"
+            for label, value in (
+                ("subject", subject),
+                ("sequence", sequence),
+                ("frame", frame),
+                ("camera", camera),
+            )
+            if value is not None
+        ]
+        if self.path is not None:
+            parts.append(self.path)
+        prefix = ", ".join(parts)
+        super().__init__(f"{prefix}: {message}" if prefix else message)

@@ -11,6 +11,16 @@ SHARED_TEMPEH = REPO_ROOT.parent / "shared" / "tempeh"
 
 
 @pytest.fixture
+def shared_tempeh() -> Path:
+    """The official TEMPEH checkpoint listing beside the checkout; skip where it is absent."""
+    if not (SHARED_TEMPEH / "official_state_dict_keys.json").is_file():
+        pytest.skip(
+            f"official TEMPEH listing not found at {SHARED_TEMPEH} (shared/ is not beside the repo)"
+        )
+    return SHARED_TEMPEH
+
+
+@pytest.fixture
 def shared_vectors() -> Path:
     """The official TEMPEH test vectors beside the checkout; skip where they are absent."""
     path = SHARED_TEMPEH / "vectors"

@@ -1,0 +1,161 @@
+"""The coarse ("global") stage: feature net, grid localizer, V2V and soft-argmax (section 2).
+
+Names match the official coarse checkpoint: ``feature_net.model.*``,
+``sparse_point_net.global_net.*`` and ``sparse_point_net.grid_refiner.*``.
+
+The math lives in :mod:`inference.geometry`, imported when a stage runs so that building a
+stage (e.g. to map checkpoint keys) needs only the parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from inference.network.config import CoarseConfig
+from inference.network.feature_net import FeatureNet
+from inference.network.localizer import RigidGridLocalizer
+from inference.network.v2v import V2VModel
+
+
+@dataclass(frozen=True)
+class CoarseOutput:
+    """Result of the coarse stage.
+
+    Attributes
+    ----------
+    vertices : Tensor
+        (B, N, 3) vertices, mm, rig frame.
+    warped_grid : Tensor
+        (B, 3, D, D, D) positions of the localized grid points, mm, rig frame.
+    grid_center : Tensor
+        (B, 3) centre of the localized grid (``R_rand tau_mm + origin``), mm, rig frame.
+    scales : Tensor
+        (B, 3) predicted grid scales relative to the search grid, unitless.
+    """
+
+    vertices: Tensor
+    warped_grid: Tensor
+    grid_center: Tensor
+    scales: Tensor
+
+
+class SparsePointNet(nn.Module):
+    """Holds ``global_net`` (V2V, one heatmap per vertex) and ``grid_refiner`` (localizer)."""
+
+    def __init__(self, config: CoarseConfig, num_vertices: int) -> None:
+        super().__init__()
+        fused = 2 * config.feature_net.descriptor_dim
+        self.global_net = V2VModel(fused, num_vertices, config.v2v)
+        self.grid_refiner = RigidGridLocalizer(fused, config.voxel_dim, config.localizer)
+
+
+class CoarseStage(nn.Module):
+    """Regress all template vertices from multi-view images.
+
+    Parameters
+    ----------
+    config : CoarseConfig
+    num_vertices : int
+        Vertices of the head template (5023 for FLAME).
+    compat : bool
+        Reproduce the official projection quirks (passed to ``geometry.sample_views``).
+    """
+
+    def __init__(self, config: CoarseConfig, num_vertices: int, compat: bool = False) -> None:
+        super().__init__()
+        self.config = config
+        self.num_vertices = num_vertices
+        self.compat = compat
+        self.feature_net = FeatureNet(config.feature_net)
+        self.sparse_point_net = SparsePointNet(config, num_vertices)
+        self.register_buffer("origin", torch.tensor(config.origin), persistent=False)
+        self.translation_scale_mm = 0.5 * (config.voxel_dim - 1) * config.voxel_inc
+
+    def forward(
+        self,
+        images: Tensor,
+        K: Tensor,
+        Rt: Tensor,
+        dist: Tensor,
+        view_mask: Tensor,
+        random_grid: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> CoarseOutput:
+        """Run the coarse stage.
+
+        Parameters
+        ----------
+        images : Tensor
+            (B, V, 3, H, W) ImageNet-normalized images at this stage's resolution.
+        K : Tensor
+            (B, V, 3, 3) intrinsics for these images, pixels.
+        Rt : Tensor
+            (B, V, 3, 4) world-to-camera extrinsics, mm.
+        dist : Tensor
+            (B, V, k) distortion coefficients.
+        view_mask : Tensor
+            (B, V) bool; False views are excluded from fusion.
+        random_grid : bool
+            Rotate the search grid by a uniformly random rotation (training).
+        generator : torch.Generator, optional
+            Source of the random rotation.
+
+        Returns
+        -------
+        CoarseOutput
+        """
+        check_views(images, K, Rt, view_mask)
+        from inference import geometry  # imported late: see the module docstring
+
+        B, V = images.shape[:2]
+        d = self.config.voxel_dim
+        offsets = geometry.grid_offsets(d, self.config.voxel_inc).to(images)
+        feats = self.feature_net(images.flatten(0, 1)).unflatten(0, (B, V))
+        if random_grid:
+            rot = geometry.random_rotations(B, generator).to(images)
+        else:
+            rot = torch.eye(3, dtype=images.dtype, device=images.device).expand(B, 3, 3)
+        search = rot @ offsets.reshape(1, 3, -1) + self.origin.view(1, 3, 1)
+        volume = self._fuse(feats, search.transpose(1, 2), K, Rt, dist, view_mask, d)
+        raw = self.sparse_point_net.grid_refiner(volume)
+        scales, A, tau = geometry.decode_localizer(raw, self.config.localizer.scale_factor)
+        warped = geometry.warp_grid(offsets, A, tau, rot, self.origin, self.translation_scale_mm)
+        points = warped.flatten(2).transpose(1, 2)
+        volume = self._fuse(feats, points, K, Rt, dist, view_mask, d)
+        logits = self.sparse_point_net.global_net(volume)
+        vertices = geometry.soft_argmax(logits, warped)
+        center = (rot @ (tau * self.translation_scale_mm).unsqueeze(-1)).squeeze(-1) + self.origin
+        return CoarseOutput(
+            vertices=vertices, warped_grid=warped, grid_center=center, scales=scales
+        )
+
+    def _fuse(
+        self,
+        feats: Tensor,
+        points: Tensor,
+        K: Tensor,
+        Rt: Tensor,
+        dist: Tensor,
+        view_mask: Tensor,
+        d: int,
+    ) -> Tensor:
+        """Sample (B, V, F, H, W) features at (B, D^3, 3) points -> (B, 2F, D, D, D)."""
+        from inference import geometry
+
+        samples, _ = geometry.sample_views(feats, points, K, Rt, dist, self.compat)
+        fused = geometry.fuse_mean_var(samples, view_mask)
+        return fused.view(fused.shape[0], fused.shape[1], d, d, d)
+
+
+def check_views(images: Tensor, K: Tensor, Rt: Tensor, view_mask: Tensor) -> None:
+    """Raise ValueError unless (B, V, 3, H, W) images, (B, V, 3, 3) K, (B, V, 3, 4) Rt and
+    (B, V) view_mask agree."""
+    if images.dim() != 5 or images.shape[2] != 3:
+        raise ValueError(f"images must be (B, V, 3, H, W); got {tuple(images.shape)}")
+    bv = tuple(images.shape[:2])
+    for name, t, tail in (("K", K, (3, 3)), ("Rt", Rt, (3, 4)), ("view_mask", view_mask, ())):
+        if tuple(t.shape) != bv + tail:
+            raise ValueError(f"{name} must be {bv + tail} to match images; got {tuple(t.shape)}")

@@ -1,0 +1,59 @@
+"""Named network presets as data: ``tempeh`` (official sizes) and ``lite`` (real-time CPU)."""
+
+from __future__ import annotations
+
+from inference.network.config import (
+    CoarseConfig,
+    FeatureNetConfig,
+    LocalizerConfig,
+    ModelConfig,
+    RefineConfig,
+    V2VConfig,
+)
+
+TEMPEH = ModelConfig()
+
+LITE = ModelConfig(
+    coarse=CoarseConfig(
+        feature_net=FeatureNetConfig(descriptor_dim=8, base_width=16),
+        voxel_dim=16,
+        voxel_inc=50.0,
+        localizer=LocalizerConfig(hidden=16, levels=2, mapping_hidden=64),
+        v2v=V2VConfig(
+            front_channels=(8, 16, 16, 16),
+            encoder_channels=(32, 32, 32, 32),
+            pooled_levels=4,
+            back_channels=(16, 32, 32),
+        ),
+        image_resize_factor=16,
+    ),
+    refine=RefineConfig(
+        feature_net=FeatureNetConfig(descriptor_dim=8, base_width=16),
+        voxel_dim=4,
+        voxel_inc=4.0,
+        v2v=V2VConfig(
+            front_channels=(8, 8),
+            encoder_channels=(16,),
+            pooled_levels=1,
+            back_channels=(8,),
+            front_kernel=3,
+        ),
+        image_resize_factor=8,
+    ),
+    template="procedural",
+)
+
+PRESETS: dict[str, ModelConfig] = {"tempeh": TEMPEH, "lite": LITE}
+
+
+def preset(name: str) -> ModelConfig:
+    """The preset called ``name``.
+
+    Raises
+    ------
+    KeyError
+        If there is no such preset; the message lists the known ones.
+    """
+    if name not in PRESETS:
+        raise KeyError(f"unknown network preset {name!r}; known: {sorted(PRESETS)}")
+    return PRESETS[name]

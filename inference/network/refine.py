@@ -1,0 +1,143 @@
+"""The refinement ("local") stage: local grids, surface-aware fusion, local V2V (section 3).
+
+Names match the official refinement checkpoint: ``feature_net.model.*`` and
+``local_densify_net.local_net.*``.
+
+The math lives in :mod:`inference.geometry`, imported when the stage runs so that building it
+(e.g. to map checkpoint keys) needs only the parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from inference.network.coarse import check_views
+from inference.network.config import RefineConfig
+from inference.network.feature_net import FeatureNet
+from inference.network.v2v import V2VModel
+
+
+class LocalDensifyNet(nn.Module):
+    """Holds ``local_net``: the V2V that scores the local grid around each vertex."""
+
+    def __init__(self, config: RefineConfig) -> None:
+        super().__init__()
+        channels = 2 * config.feature_net.descriptor_dim + 3
+        self.local_net = V2VModel(channels, 1, config.v2v)
+
+
+class RefineStage(nn.Module):
+    """Move each coarse vertex by the expected offset within its local grid.
+
+    Parameters
+    ----------
+    config : RefineConfig
+    template_vertices : Tensor
+        (N, 3) canonical template vertices, mm (embedded as ``embedding_scale`` x mm).
+    faces : Tensor
+        (M, 3) int64 triangle indices of the template.
+    compat : bool
+        Weight occluded views by ``sigmoid(100 vis)`` (0.5) like the official code, instead of 0.
+    """
+
+    def __init__(
+        self, config: RefineConfig, template_vertices: Tensor, faces: Tensor, compat: bool = False
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.compat = compat
+        self.feature_net = FeatureNet(config.feature_net)
+        self.local_densify_net = LocalDensifyNet(config)
+        embedding = torch.as_tensor(template_vertices, dtype=torch.float32) * config.embedding_scale
+        self.register_buffer("embedding", embedding, persistent=False)
+        self.register_buffer("faces", torch.as_tensor(faces, dtype=torch.long), persistent=False)
+
+    def forward(
+        self,
+        images: Tensor,
+        K: Tensor,
+        Rt: Tensor,
+        dist: Tensor,
+        camera_centers: Tensor,
+        coarse_vertices: Tensor,
+        view_mask: Tensor,
+        random_rotation: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Refine coarse vertices.
+
+        Parameters
+        ----------
+        images : Tensor
+            (B, V, 3, H, W) ImageNet-normalized images at this stage's resolution.
+        K, Rt, dist : Tensor
+            (B, V, 3, 3) intrinsics (pixels, these images), (B, V, 3, 4) extrinsics (mm),
+            (B, V, k) distortion.
+        camera_centers : Tensor
+            (B, V, 3) camera centres, mm, rig frame.
+        coarse_vertices : Tensor
+            (B, N, 3) coarse vertices, mm, rig frame.
+        view_mask : Tensor
+            (B, V) bool; False views are excluded from fusion.
+        random_rotation : bool
+            Rotate each vertex's grid randomly (training).
+        generator : torch.Generator, optional
+
+        Returns
+        -------
+        Tensor
+            (B, N, 3) refined vertices, mm, rig frame.
+        """
+        check_views(images, K, Rt, view_mask)
+        from inference import geometry  # imported late: see the module docstring
+
+        B, V = images.shape[:2]
+        N = coarse_vertices.shape[1]
+        if coarse_vertices.shape != (B, N, 3) or self.embedding.shape[0] != N:
+            raise ValueError(
+                f"coarse_vertices must be ({B}, {self.embedding.shape[0]}, 3); "
+                f"got {tuple(coarse_vertices.shape)}"
+            )
+        cfg = self.config
+        feats = self.feature_net(images.flatten(0, 1)).unflatten(0, (B, V))
+        with torch.no_grad():
+            mesh = coarse_vertices.detach()
+            normals = geometry.vertex_normals(mesh, self.faces)
+            vis = geometry.vertex_visibility(
+                mesh, self.faces, K, Rt, cfg.render_size, cfg.visibility_eps
+            ).to(images.dtype)
+            weights = torch.sigmoid(100.0 * vis) if self.compat else vis
+        rotations = None
+        if random_rotation:
+            rotations = geometry.random_rotations(B * N, generator).to(images).view(B, N, 3, 3)
+        d = cfg.voxel_dim
+        offsets = geometry.grid_offsets(d, cfg.voxel_inc).to(images)
+        out = []
+        for start in range(0, N, cfg.chunk_vertices):
+            sl = slice(start, min(start + cfg.chunk_vertices, N))
+            n = sl.stop - sl.start
+            rot = None if rotations is None else rotations[:, sl]
+            # (B, n, d^3, 3) grid points around each vertex, mm
+            points = geometry.local_grid_points(coarse_vertices[:, sl], offsets, rot)
+            flat = points.reshape(B, -1, 3)
+            samples, inside = geometry.sample_views(feats, flat, K, Rt, dist, self.compat)
+            fused = geometry.surface_aware_fusion(
+                samples,
+                inside,
+                points,
+                camera_centers,
+                normals[:, sl],
+                weights[:, :, sl],
+                view_mask,
+            )
+            fused = fused.reshape(B, -1, n, d, d, d).transpose(1, 2)
+            emb = self.embedding[sl].view(1, n, 3, 1, 1, 1).expand(B, n, 3, d, d, d)
+            x = torch.cat([fused, emb.to(fused)], dim=2).flatten(0, 1)
+            logits = self.local_densify_net.local_net(x)
+            positions = offsets.unsqueeze(0).expand(B * n, 3, d, d, d)
+            if rot is not None:
+                positions = torch.einsum("kij,kjxyz->kixyz", rot.reshape(-1, 3, 3), positions)
+            disp = geometry.soft_argmax(logits, positions).reshape(B, n, 3)
+            out.append(coarse_vertices[:, sl] + disp)
+        return torch.cat(out, dim=1)

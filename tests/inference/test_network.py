@@ -1,0 +1,286 @@
+"""The TEMPEH network: official layout, checkpoint import/export, config, lite forward.
+
+Layout and checkpoint tests need only the modules; forward tests need
+:mod:`inference.geometry` (the pure functions) and skip, saying why, while it is absent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from capture.errors import CheckpointError
+from inference.head_data import HeadTemplate
+from inference.network.config import ModelConfig, from_dict, to_dict
+from inference.network.feature_net import FeatureNet
+from inference.network.localizer import IDENTITY_BIAS, RigidGridLocalizer
+from inference.network.model import MultiViewBatch, TempehModel
+from inference.network.official import (
+    export_official_layout,
+    import_official,
+    official_to_ours,
+    ours_to_official,
+)
+from inference.network.presets import LITE, PRESETS, TEMPEH, preset
+from inference.network.v2v import V2VModel
+
+needs_geometry = pytest.mark.skipif(
+    importlib.util.find_spec("inference.geometry") is None,
+    reason="inference.geometry (the pure sampling/fusion functions) is not written yet",
+)
+
+
+def _template(n: int) -> HeadTemplate:
+    """A closed UV sphere of about ``n`` vertices, radius 90 mm, centred at (0, -50, 0)."""
+    rings = max(3, round(math.sqrt(n / 2)))
+    segs = max(4, (n - 2) // rings)
+    verts = [(0.0, 0.0, 90.0)]
+    for i in range(1, rings + 1):
+        th = math.pi * i / (rings + 1)
+        for j in range(segs):
+            ph = 2 * math.pi * j / segs
+            verts.append(
+                (
+                    90 * math.sin(th) * math.cos(ph),
+                    90 * math.sin(th) * math.sin(ph),
+                    90 * math.cos(th),
+                )
+            )
+    verts.append((0.0, 0.0, -90.0))
+    faces = []
+    last = len(verts) - 1
+    for j in range(segs):
+        faces.append((0, 1 + j, 1 + (j + 1) % segs))
+        base = 1 + (rings - 1) * segs
+        faces.append((last, base + (j + 1) % segs, base + j))
+    for i in range(rings - 1):
+        for j in range(segs):
+            a, b = 1 + i * segs + j, 1 + i * segs + (j + 1) % segs
+            faces += [(a, a + segs, b), (b, a + segs, b + segs)]
+    v = np.array(verts) + np.array([0.0, -50.0, 0.0])
+    return HeadTemplate(v, np.array(faces, dtype=np.int64), name="sphere")
+
+
+def _flame_size_template() -> HeadTemplate:
+    return HeadTemplate(np.zeros((5023, 3)), np.zeros((1, 3), dtype=np.int64), name="flame")
+
+
+@pytest.fixture(scope="module")
+def tempeh_model() -> TempehModel:
+    """The full official-size model (about 63 M parameters; never run forward in tests)."""
+    torch.manual_seed(0)
+    return TempehModel(TEMPEH, _flame_size_template())
+
+
+@pytest.fixture
+def official_listing(shared_tempeh) -> dict:
+    return json.loads((shared_tempeh / "official_state_dict_keys.json").read_text())
+
+
+def _listing(stage: torch.nn.Module) -> list[list]:
+    return [
+        [ours_to_official(k), list(v.shape), str(v.dtype).removeprefix("torch.")]
+        for k, v in stage.state_dict().items()
+    ]
+
+
+# ---------------------------------------------------------------- official layout
+
+
+def test_tempeh_layout_equals_official_listing(tempeh_model, official_listing):
+    assert _listing(tempeh_model.coarse) == official_listing["coarse"]
+    assert _listing(tempeh_model.refine) == official_listing["refinement"]
+
+
+def test_key_map_covers_every_official_key(tempeh_model, official_listing):
+    for part, stage in (("coarse", tempeh_model.coarse), ("refinement", tempeh_model.refine)):
+        ours = stage.state_dict()
+        for name, shape, _ in official_listing[part]:
+            key = official_to_ours(name)
+            assert key in ours, name
+            assert list(ours[key].shape) == shape, name
+            assert ours_to_official(key) == name
+
+
+def test_tempeh_parameter_counts(tempeh_model):
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(tempeh_model.coarse) == 35_421_219
+    assert count(tempeh_model.refine) == 27_457_993
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _write_run(run: Path, sd: dict, step: int = 100) -> Path:
+    path = run / "checkpoints" / f"model_{step:08d}.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": sd, "optimizer_model": {}}, path)
+    return path
+
+
+def test_official_checkpoint_round_trip(tempeh_model, tmp_path):
+    coarse_sd, refine_sd = export_official_layout(tempeh_model)
+    _write_run(tmp_path / "coarse", {k: torch.zeros(1) for k in list(coarse_sd)[:1]}, step=50)
+    _write_run(tmp_path / "coarse", coarse_sd, step=100)  # the latest file wins
+    refine_file = _write_run(tmp_path / "refine", refine_sd)
+    got_c, got_r = import_official(tmp_path / "coarse", refine_file)
+    for want, got in ((coarse_sd, got_c), (refine_sd, got_r)):
+        assert list(got) == list(want)
+        for k in want:
+            assert got[k].dtype == want[k].dtype and torch.equal(got[k], want[k]), k
+
+
+@pytest.fixture(scope="module")
+def lite_model() -> TempehModel:
+    torch.manual_seed(0)
+    return TempehModel(LITE, _template(200))
+
+
+def test_import_loads_into_model(lite_model, tmp_path):
+    coarse_sd, refine_sd = export_official_layout(lite_model)
+    coarse_sd = {k: v + 1 if v.is_floating_point() else v for k, v in coarse_sd.items()}
+    other = TempehModel(LITE, _template(200))
+    c = _write_run(tmp_path / "c", coarse_sd)
+    r = _write_run(tmp_path / "r", refine_sd)
+    import_official(c, r, model=other)
+    for k, v in other.coarse.state_dict().items():
+        assert torch.equal(v, coarse_sd[k]), k
+
+
+@pytest.mark.parametrize("defect", ["corrupt", "missing", "unexpected", "shape", "no_model"])
+def test_bad_checkpoints_raise_checkpoint_error(lite_model, tmp_path, defect):
+    coarse_sd, refine_sd = export_official_layout(lite_model)
+    key = next(iter(coarse_sd))
+    if defect == "missing":
+        del coarse_sd[key]
+    elif defect == "unexpected":
+        coarse_sd["feature_net.model.extra.weight"] = torch.zeros(1)
+    elif defect == "shape":
+        coarse_sd[key] = torch.zeros(2, 2)
+    bad = _write_run(tmp_path / "c", coarse_sd)
+    if defect == "corrupt":
+        bad.write_bytes(b"not a torch file")
+    elif defect == "no_model":
+        torch.save({"weights": coarse_sd}, bad)
+    good = _write_run(tmp_path / "r", refine_sd)
+    with pytest.raises(CheckpointError) as err:
+        import_official(bad, good, model=TempehModel(LITE, _template(200)))
+    assert str(bad) in str(err.value)
+    if defect in ("missing", "shape"):
+        assert key in str(err.value)
+
+
+def test_missing_run_dir_raises(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError, match="empty"):
+        import_official(tmp_path / "empty", tmp_path / "nothing")
+
+
+# ---------------------------------------------------------------- config and modules
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_config_json_round_trip(name):
+    config = preset(name)
+    assert from_dict(ModelConfig, json.loads(json.dumps(to_dict(config)))) == config
+
+
+def test_unknown_preset_and_key():
+    with pytest.raises(KeyError, match="lite"):
+        preset("huge")
+    with pytest.raises(ValueError, match="bogus"):
+        from_dict(ModelConfig, {"bogus": 1})
+
+
+def test_feature_net_full_resolution_output():
+    net = FeatureNet(LITE.coarse.feature_net).eval()
+    out = net(torch.randn(2, 3, 75, 100))
+    assert out.shape == (2, 8, 75, 100)
+
+
+def test_v2v_shapes_and_localizer_init():
+    v2v = V2VModel(19, 1, TEMPEH.refine.v2v)
+    assert v2v(torch.randn(2, 19, 8, 8, 8)).shape == (2, 1, 8, 8, 8)
+    loc = RigidGridLocalizer(16, 16, LITE.coarse.localizer).eval()
+    raw = loc(torch.randn(2, 16, 16, 16, 16))
+    assert torch.allclose(raw, torch.tensor(IDENTITY_BIAS).expand(2, 12))
+
+
+# ---------------------------------------------------------------- forward (needs geometry)
+
+
+def _rig(B: int, V: int, H: int, W: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """V cameras on a ring 700 mm from (0, -50, 0), looking at it; K at (H, W)."""
+    K = torch.tensor([[1.5 * W, 0, W / 2], [0, 1.5 * W, H / 2], [0, 0, 1.0]])
+    Rts = []
+    target = torch.tensor([0.0, -50.0, 0.0])
+    for v in range(V):
+        a = 2 * math.pi * v / V
+        c = target + torch.tensor([700 * math.sin(a), 0.0, 700 * math.cos(a)])
+        z = (target - c) / (target - c).norm()
+        x = torch.linalg.cross(torch.tensor([0.0, 1.0, 0.0]), z)
+        x = x / x.norm()
+        y = torch.linalg.cross(z, x)
+        R = torch.stack([x, y, z])
+        Rts.append(torch.cat([R, -(R @ c)[:, None]], dim=1))
+    Rt = torch.stack(Rts).expand(B, V, 3, 4)
+    return K.expand(B, V, 3, 3), Rt, torch.zeros(B, V, 2)
+
+
+def _batch(B=1, V=4, H=96, W=128, seed=0) -> MultiViewBatch:
+    g = torch.Generator().manual_seed(seed)
+    K, Rt, dist = _rig(B, V, H, W)
+    images = torch.randint(0, 256, (B, V, 3, H, W), generator=g, dtype=torch.uint8)
+    return MultiViewBatch(images, K, Rt, dist, torch.ones(B, V, dtype=torch.bool))
+
+
+@needs_geometry
+def test_lite_forward_finite_and_gradients_reach_all_parameters():
+    torch.manual_seed(0)
+    template = _template(200)
+    model = TempehModel(LITE, template).train()
+    out = model(_batch(B=2), random_grid=True, generator=torch.Generator().manual_seed(1))
+    assert out.coarse.shape == out.refined.shape == (2, len(template.vertices), 3)
+    assert torch.isfinite(out.coarse).all() and torch.isfinite(out.refined).all()
+    assert set(out.timings) == {"prepare", "coarse", "refine"}
+    (out.coarse.sum() + out.refined.sum()).backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not no_grad, no_grad[:5]
+
+
+@needs_geometry
+def test_masked_view_changes_nothing():
+    torch.manual_seed(0)
+    model = TempehModel(LITE, _template(200)).eval()
+    batch = _batch(V=4)
+    mask = torch.tensor([[True, True, False, True]])
+    garbage = batch.images.clone()
+    garbage[:, 2] = 255 - garbage[:, 2]
+    with torch.no_grad():
+        a = model(MultiViewBatch(batch.images, batch.K, batch.Rt, batch.dist, mask))
+        b = model(MultiViewBatch(garbage, batch.K, batch.Rt, batch.dist, mask))
+    torch.testing.assert_close(a.coarse, b.coarse)
+    torch.testing.assert_close(a.refined, b.refined)
+
+
+def test_truncated_checkpoint_raises(lite_model, tmp_path):
+    coarse_sd, refine_sd = export_official_layout(lite_model)
+    bad = _write_run(tmp_path / "c", coarse_sd)
+    bad.write_bytes(bad.read_bytes()[:1000])
+    good = _write_run(tmp_path / "r", refine_sd)
+    with pytest.raises(CheckpointError, match=r"model_00000100\.pth"):
+        import_official(bad, good)
+
+
+def test_stage_input_shapes_are_checked(lite_model):
+    K, Rt, dist = _rig(1, 4, 32, 48)
+    with pytest.raises(ValueError, match="view_mask"):
+        lite_model.coarse(
+            torch.zeros(1, 4, 3, 32, 48), K, Rt, dist, torch.ones(1, 3, dtype=torch.bool)
+        )
