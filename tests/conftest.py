@@ -10,7 +10,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_TEMPEH = REPO_ROOT.parent / "shared" / "tempeh"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_tempeh() -> Path:
     """The official TEMPEH checkpoint listing beside the checkout; skip where it is absent."""
     if not (SHARED_TEMPEH / "official_state_dict_keys.json").is_file():
@@ -20,7 +20,7 @@ def shared_tempeh() -> Path:
     return SHARED_TEMPEH
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_vectors() -> Path:
     """The official TEMPEH test vectors beside the checkout; skip where they are absent."""
     path = SHARED_TEMPEH / "vectors"

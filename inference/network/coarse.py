@@ -3,8 +3,7 @@
 Names match the official coarse checkpoint: ``feature_net.model.*``,
 ``sparse_point_net.global_net.*`` and ``sparse_point_net.grid_refiner.*``.
 
-The math lives in :mod:`inference.geometry`, imported when a stage runs so that building a
-stage (e.g. to map checkpoint keys) needs only the parameters.
+The math lives in the pure functions of :mod:`inference.geometry`.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from inference import geometry
 from inference.network.config import CoarseConfig
 from inference.network.feature_net import FeatureNet
 from inference.network.localizer import RigidGridLocalizer
@@ -108,7 +108,6 @@ class CoarseStage(nn.Module):
         CoarseOutput
         """
         check_views(images, K, Rt, view_mask)
-        from inference import geometry  # imported late: see the module docstring
 
         B, V = images.shape[:2]
         d = self.config.voxel_dim
@@ -143,7 +142,6 @@ class CoarseStage(nn.Module):
         d: int,
     ) -> Tensor:
         """Sample (B, V, F, H, W) features at (B, D^3, 3) points -> (B, 2F, D, D, D)."""
-        from inference import geometry
 
         samples, _ = geometry.sample_views(feats, points, K, Rt, dist, self.compat)
         fused = geometry.fuse_mean_var(samples, view_mask)

@@ -3,8 +3,7 @@
 Names match the official refinement checkpoint: ``feature_net.model.*`` and
 ``local_densify_net.local_net.*``.
 
-The math lives in :mod:`inference.geometry`, imported when the stage runs so that building it
-(e.g. to map checkpoint keys) needs only the parameters.
+The math lives in the pure functions of :mod:`inference.geometry`.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from inference import geometry
 from inference.network.coarse import check_views
 from inference.network.config import RefineConfig
 from inference.network.feature_net import FeatureNet
@@ -90,7 +90,6 @@ class RefineStage(nn.Module):
             (B, N, 3) refined vertices, mm, rig frame.
         """
         check_views(images, K, Rt, view_mask)
-        from inference import geometry  # imported late: see the module docstring
 
         B, V = images.shape[:2]
         N = coarse_vertices.shape[1]
@@ -118,9 +117,9 @@ class RefineStage(nn.Module):
             sl = slice(start, min(start + cfg.chunk_vertices, N))
             n = sl.stop - sl.start
             rot = None if rotations is None else rotations[:, sl]
-            # (B, n, d^3, 3) grid points around each vertex, mm
+            # (B, n, 3, d, d, d) grid points around each vertex, mm; sampled vertex-major
             points = geometry.local_grid_points(coarse_vertices[:, sl], offsets, rot)
-            flat = points.reshape(B, -1, 3)
+            flat = geometry.flatten_grid_points(points)
             samples, inside = geometry.sample_views(feats, flat, K, Rt, dist, self.compat)
             fused = geometry.surface_aware_fusion(
                 samples,

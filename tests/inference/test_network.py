@@ -1,12 +1,11 @@
 """The TEMPEH network: official layout, checkpoint import/export, config, lite forward.
 
-Layout and checkpoint tests need only the modules; forward tests need
-:mod:`inference.geometry` (the pure functions) and skip, saying why, while it is absent.
+Layout tests read the official listing from ``shared/`` beside the checkout and skip, saying
+why, where it is absent; forward tests run the lite preset on small inputs.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -29,11 +28,6 @@ from inference.network.official import (
 )
 from inference.network.presets import LITE, PRESETS, TEMPEH, preset
 from inference.network.v2v import V2VModel
-
-needs_geometry = pytest.mark.skipif(
-    importlib.util.find_spec("inference.geometry") is None,
-    reason="inference.geometry (the pure sampling/fusion functions) is not written yet",
-)
 
 
 def _template(n: int) -> HeadTemplate:
@@ -212,7 +206,7 @@ def test_v2v_shapes_and_localizer_init():
     assert torch.allclose(raw, torch.tensor(IDENTITY_BIAS).expand(2, 12))
 
 
-# ---------------------------------------------------------------- forward (needs geometry)
+# ---------------------------------------------------------------- forward
 
 
 def _rig(B: int, V: int, H: int, W: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -240,7 +234,6 @@ def _batch(B=1, V=4, H=96, W=128, seed=0) -> MultiViewBatch:
     return MultiViewBatch(images, K, Rt, dist, torch.ones(B, V, dtype=torch.bool))
 
 
-@needs_geometry
 def test_lite_forward_finite_and_gradients_reach_all_parameters():
     torch.manual_seed(0)
     template = _template(200)
@@ -254,7 +247,6 @@ def test_lite_forward_finite_and_gradients_reach_all_parameters():
     assert not no_grad, no_grad[:5]
 
 
-@needs_geometry
 def test_masked_view_changes_nothing():
     torch.manual_seed(0)
     model = TempehModel(LITE, _template(200)).eval()

@@ -1,0 +1,354 @@
+"""Camera projection, sampling grids, rotations, soft-argmax and vertex normals (pure torch).
+
+All functions are batched, work in float32 or float64 on any device and are differentiable
+unless stated otherwise. Lengths are millimetres in the world frame of the calibration; pixel
+coordinates ``(u, v)`` run along the width and the height. Volumes are ``(..., 3, D, D, D)`` with
+the volume axes ``i, j, k`` stepping along x, y, z ("ij" indexing), as in the official TEMPEH code
+(``tempeh-reference.md`` §1.4, §2.2–2.6, §3.1–3.2).
+
+The feature fusion lives in :mod:`inference.fusion` and the depth-test visibility in
+:mod:`inference.visibility`; both are re-exported here so that callers need one import.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
+from torch import Tensor
+
+OFFICIAL_Z_EPS = 1e-7
+"""|z| below this is replaced by 1 in the official projection (§1.4)."""
+OPENCV_Z_EPS = 1e-12
+"""|z| below this is replaced by this value, as in :func:`capture.camera.project`."""
+
+
+def _check(name: str, t: Tensor, shape: tuple) -> None:
+    """Raise ValueError unless ``t`` matches ``shape`` (``None`` = any size)."""
+    ok = t.dim() == len(shape) and all(
+        s is None or s == g for s, g in zip(shape, t.shape, strict=False)
+    )
+    if not ok:
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        raise ValueError(f"{name} must have shape {want}, got {tuple(t.shape)}")
+
+
+def project_points(points: Tensor, K: Tensor, Rt: Tensor, dist: Tensor) -> Tensor:
+    """Project world points into every view.
+
+    Parameters
+    ----------
+    points : Tensor
+        (B, P, 3) world points, mm.
+    K : Tensor
+        (B, V, 3, 3) pixel intrinsics.
+    Rt : Tensor
+        (B, V, 3, 4) world → camera extrinsics ``[R | t]``, mm.
+    dist : Tensor
+        (B, V, D) distortion. D = 2: the official radial ``(k1, k2)`` model with the
+        ``|z| < 1e-7 → z = 1`` guard (``tempeh-reference.md`` §1.4). D = 5: OpenCV
+        ``(k1, k2, p1, p2, k3)``, identical to :func:`capture.camera.project`.
+
+    Returns
+    -------
+    Tensor
+        (B, V, P, 2) pixel coordinates ``(u, v)``. Points behind a camera are not masked.
+    """
+    _check("points", points, (None, None, 3))
+    _check("K", K, (points.shape[0], None, 3, 3))
+    B, V = K.shape[:2]
+    _check("Rt", Rt, (B, V, 3, 4))
+    if dist.dim() != 3 or dist.shape[:2] != (B, V) or dist.shape[2] not in (2, 5):
+        raise ValueError(f"dist must have shape ({B}, {V}, 2 or 5), got {tuple(dist.shape)}")
+    p = torch.einsum("bvij,bpj->bvpi", Rt[..., :3], points) + Rt[:, :, None, :, 3]
+    z = p[..., 2]
+    if dist.shape[2] == 2:
+        z = torch.where(z.abs() < OFFICIAL_Z_EPS, torch.ones_like(z), z)
+    else:
+        z = torch.where(z.abs() < OPENCV_Z_EPS, torch.full_like(z, OPENCV_Z_EPS), z)
+    x, y = p[..., 0] / z, p[..., 1] / z
+    r2 = x * x + y * y
+    d = dist[:, :, None, :]
+    if dist.shape[2] == 2:
+        s = 1.0 + d[..., 0] * r2 + d[..., 1] * r2 * r2
+        xd, yd = s * x, s * y
+    else:
+        k1, k2, p1, p2, k3 = d.unbind(-1)
+        radial = 1.0 + r2 * (k1 + r2 * (k2 + r2 * k3))
+        xd = x * radial + 2.0 * p1 * x * y + p2 * (r2 + 2.0 * x * x)
+        yd = y * radial + p1 * (r2 + 2.0 * y * y) + 2.0 * p2 * x * y
+    k = K[:, :, None]
+    u = k[..., 0, 0] * xd + k[..., 0, 1] * yd + k[..., 0, 2]
+    v = k[..., 1, 0] * xd + k[..., 1, 1] * yd + k[..., 1, 2]
+    return torch.stack([u, v], dim=-1)
+
+
+def pixels_to_grid(uv: Tensor, hw: tuple[int, int], compat: bool = False) -> Tensor:
+    """Normalise pixel coordinates for ``grid_sample(align_corners=False)``.
+
+    Parameters
+    ----------
+    uv : Tensor
+        (..., 2) pixel coordinates ``(u, v)``; integer values are pixel centres.
+    hw : tuple of int
+        Feature map size ``(H, W)``.
+    compat : bool
+        True: the official ``2u/(W−1) − 1`` (the align_corners=True convention, §1.4 — off by up
+        to half a pixel). False: ``(2u+1)/W − 1``, exact pixel centres.
+
+    Returns
+    -------
+    Tensor
+        (..., 2) normalised coordinates; [−1, 1] covers the image.
+    """
+    H, W = int(hw[0]), int(hw[1])
+    u, v = uv[..., 0], uv[..., 1]
+    if compat:
+        return torch.stack([2.0 * u / (W - 1) - 1.0, 2.0 * v / (H - 1) - 1.0], dim=-1)
+    return torch.stack([(2.0 * u + 1.0) / W - 1.0, (2.0 * v + 1.0) / H - 1.0], dim=-1)
+
+
+def grid_offsets(
+    dim: int, inc: float, dtype: torch.dtype = torch.float32, device: torch.device | None = None
+) -> Tensor:
+    """The official canonical grid offsets ``arange(−D/2, D/2)·inc`` per axis.
+
+    Returns
+    -------
+    Tensor
+        (3, D, D, D) offsets, mm; ``[:, i, j, k] = inc·(i − D/2, j − D/2, k − D/2)`` (asymmetric
+        for even D: −400…375 mm for 32 × 25 mm, −8…6 mm for 8 × 2 mm).
+    """
+    a = torch.arange(-dim / 2, dim / 2, dtype=torch.float64, device=device) * inc
+    return torch.stack(torch.meshgrid(a, a, a, indexing="ij")).to(dtype)
+
+
+def rotation_6d_to_matrix(x: Tensor) -> Tensor:
+    """6-D rotation (Zhou et al.) to matrices, pytorch3d convention (rows).
+
+    Parameters
+    ----------
+    x : Tensor
+        (..., 6): ``a1 = x[..., :3]``, ``a2 = x[..., 3:]``.
+
+    Returns
+    -------
+    Tensor
+        (..., 3, 3) with rows ``b1 = a1/|a1|``, ``b2 = normalize(a2 − (b1·a2) b1)``, ``b3 = b1×b2``.
+    """
+    if x.shape[-1] != 6:
+        raise ValueError(f"x must have shape (..., 6), got {tuple(x.shape)}")
+    a1, a2 = x[..., :3], x[..., 3:]
+    b1 = F.normalize(a1, dim=-1)
+    b2 = F.normalize(a2 - (b1 * a2).sum(-1, keepdim=True) * b1, dim=-1)
+    b3 = torch.cross(b1, b2, dim=-1)
+    return torch.stack([b1, b2, b3], dim=-2)
+
+
+def quaternion_to_matrix(q: Tensor) -> Tensor:
+    """Unit quaternions ``(w, x, y, z)`` (..., 4) to rotation matrices (..., 3, 3)."""
+    if q.shape[-1] != 4:
+        raise ValueError(f"q must have shape (..., 4), got {tuple(q.shape)}")
+    w, x, y, z = q.unbind(-1)
+    rows = [
+        1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    ]  # fmt: skip
+    return torch.stack(rows, dim=-1).unflatten(-1, (3, 3))
+
+
+def random_rotations(
+    n: int,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | None = None,
+) -> Tensor:
+    """Uniformly random rotations from normalised Gaussian quaternions (wxyz), (n, 3, 3)."""
+    q = torch.randn(n, 4, generator=generator, dtype=dtype, device=device)
+    return quaternion_to_matrix(F.normalize(q, dim=-1))
+
+
+def decode_localizer(raw: Tensor, scale_factor: float = 0.4) -> tuple[Tensor, Tensor, Tensor]:
+    """Decode the grid localizer's 12 outputs (§2.4).
+
+    Parameters
+    ----------
+    raw : Tensor
+        (B, 12): scale pre-activations ``[0:3]``, 6-D rotation ``[3:9]``, translation ``[9:12]``.
+    scale_factor : float
+        Largest scale, 0.4 in TEMPEH.
+
+    Returns
+    -------
+    scales : Tensor
+        (B, 3) ``scale_factor·½(tanh + 1)``.
+    A : Tensor
+        (B, 3, 3) ``diag(scales)·R``.
+    tau : Tensor
+        (B, 3) ``tanh(raw[9:12])`` in grid units (multiply by ``½(D−1)·inc`` for mm).
+    """
+    _check("raw", raw, (None, 12))
+    scales = scale_factor * 0.5 * (torch.tanh(raw[:, :3]) + 1.0)
+    A = scales[:, :, None] * rotation_6d_to_matrix(raw[:, 3:9])
+    return scales, A, torch.tanh(raw[:, 9:12])
+
+
+def warp_grid(
+    offsets: Tensor,
+    A: Tensor,
+    tau: Tensor,
+    R_rand: Tensor | None,
+    origin: Tensor,
+    translation_scale_mm: float,
+) -> Tensor:
+    """Warped localizer grid ``R_rand·(A·d + scale·τ) + origin``.
+
+    Parameters
+    ----------
+    offsets : Tensor
+        (3, D, D, D) canonical offsets ``d``, mm (:func:`grid_offsets`).
+    A, tau : Tensor
+        (B, 3, 3) and (B, 3) from :func:`decode_localizer`.
+    R_rand : Tensor or None
+        (B, 3, 3) random grid rotation (training), None for the identity.
+    origin : Tensor
+        (3,) grid origin, mm.
+    translation_scale_mm : float
+        ``½(D−1)·inc`` (387.5 mm in TEMPEH).
+
+    Returns
+    -------
+    Tensor
+        (B, 3, D, D, D) grid points, mm.
+    """
+    _check("offsets", offsets, (3, None, None, None))
+    p = (
+        torch.einsum("bij,jxyz->bixyz", A, offsets)
+        + (translation_scale_mm * tau)[..., None, None, None]
+    )
+    if R_rand is not None:
+        p = torch.einsum("bij,bjxyz->bixyz", R_rand, p)
+    return p + origin.to(p).view(1, 3, 1, 1, 1)
+
+
+def soft_argmax(logits: Tensor, positions: Tensor, per_vertex: bool | None = None) -> Tensor:
+    """Softmax over each volume's voxels, then the expected position (as a matrix product).
+
+    Parameters
+    ----------
+    logits : Tensor
+        (B, L, D, D, D) one logit volume per vertex.
+    positions : Tensor
+        Shared ``(B, 3, D, D, D)`` (the coarse warped grid; never repeated L times) or per-vertex
+        ``(L, 3, D, D, D)`` / ``(B, L, 3, D, D, D)`` (refinement offsets).
+    per_vertex : bool or None
+        Force the interpretation of a 5-D ``positions``; None infers it (6-D → per vertex; 5-D →
+        shared if its first size is B, per vertex otherwise).
+
+    Returns
+    -------
+    Tensor
+        (B, L, 3) expected positions in the units of ``positions``.
+    """
+    if logits.dim() != 5:
+        raise ValueError(f"logits must have shape (B, L, D, D, D), got {tuple(logits.shape)}")
+    B = logits.shape[0]
+    p = torch.softmax(logits.flatten(2), dim=-1)  # (B, L, D³)
+    if per_vertex is None:
+        per_vertex = positions.dim() == 6 or positions.shape[0] != B
+    if positions.dim() == 6:
+        return torch.einsum("blk,blck->blc", p, positions.flatten(3))
+    if positions.dim() != 5 or positions.shape[1] != 3:
+        raise ValueError(
+            f"positions must have shape (B, 3, D, D, D), (L, 3, D, D, D) or (B, L, 3, D, D, D), "
+            f"got {tuple(positions.shape)}"
+        )
+    if per_vertex:
+        return torch.einsum("blk,lck->blc", p, positions.flatten(2))
+    return torch.bmm(p, positions.flatten(2).transpose(1, 2))
+
+
+def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
+    """Area-weighted unit vertex normals.
+
+    Parameters
+    ----------
+    vertices : Tensor
+        (B, N, 3) mm.
+    faces : Tensor
+        (F, 3) int triangles; their winding sets the normal side.
+
+    Returns
+    -------
+    Tensor
+        (B, N, 3) unit normals: the normalised sum of the incident faces' ``(v1−v0)×(v2−v0)``.
+    """
+    _check("vertices", vertices, (None, None, 3))
+    faces = torch.as_tensor(faces, device=vertices.device).long()
+    _check("faces", faces, (None, 3))
+    tri = vertices[:, faces]  # (B, F, 3, 3)
+    fn = torch.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
+    n = torch.zeros_like(vertices)
+    for k in range(3):
+        n = n.index_add(1, faces[:, k], fn)
+    return F.normalize(n, dim=-1)
+
+
+def local_grid_points(vertices: Tensor, offsets: Tensor, rotations: Tensor | None = None) -> Tensor:
+    """Local grids around vertices, ``vertex + R_n·d``.
+
+    Parameters
+    ----------
+    vertices : Tensor
+        (B, N, 3) grid centres, mm.
+    offsets : Tensor
+        (3, d, d, d) offsets, mm (:func:`grid_offsets`).
+    rotations : Tensor or None
+        (N, 3, 3) or (B, N, 3, 3) per-vertex rotations (training), None for axis-aligned grids.
+
+    Returns
+    -------
+    Tensor
+        (B, N, 3, d, d, d) points, mm. :func:`flatten_grid_points` gives the (B, N·d³, 3) order
+        that :func:`inference.fusion.surface_aware_fusion` expects its samples in.
+    """
+    _check("vertices", vertices, (None, None, 3))
+    _check("offsets", offsets, (3, None, None, None))
+    off = offsets.to(vertices)[None, None]
+    if rotations is not None:
+        eq = "nij,jxyz->nixyz" if rotations.dim() == 3 else "bnij,jxyz->bnixyz"
+        off = torch.einsum(eq, rotations.to(vertices), offsets.to(vertices))
+        if rotations.dim() == 3:
+            off = off[None]
+    return vertices[..., None, None, None] + off
+
+
+def flatten_grid_points(grid_points: Tensor) -> Tensor:
+    """(B, N, 3, d, d, d) grid points to (B, N·d³, 3), vertex-major then ``i, j, k``."""
+    if grid_points.dim() != 6 or grid_points.shape[2] != 3:
+        raise ValueError(f"grid_points must be (B, N, 3, d, d, d), got {tuple(grid_points.shape)}")
+    return grid_points.flatten(3).transpose(2, 3).flatten(1, 2)
+
+
+from inference.fusion import fuse_mean_var, sample_views, surface_aware_fusion  # noqa: E402
+from inference.visibility import compat_weights, vertex_visibility  # noqa: E402
+
+__all__ = [
+    "compat_weights",
+    "decode_localizer",
+    "flatten_grid_points",
+    "fuse_mean_var",
+    "grid_offsets",
+    "local_grid_points",
+    "pixels_to_grid",
+    "project_points",
+    "quaternion_to_matrix",
+    "random_rotations",
+    "rotation_6d_to_matrix",
+    "sample_views",
+    "soft_argmax",
+    "surface_aware_fusion",
+    "vertex_normals",
+    "vertex_visibility",
+    "warp_grid",
+]
