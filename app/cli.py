@@ -17,7 +17,13 @@ from importlib.metadata import PackageNotFoundError, version
 
 from capture.errors import StudioError
 
-COMMAND_MODULES = ("app.cmd_info", "app.cmd_rig", "app.cmd_head", "app.cmd_capture")
+COMMAND_MODULES = (
+    "app.cmd_info",
+    "app.cmd_rig",
+    "app.cmd_head",
+    "app.cmd_capture",
+    "app.cmd_synth",
+)
 """Modules that add subcommands, in the order they appear in ``--help``."""
 
 

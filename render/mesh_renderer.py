@@ -70,7 +70,7 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return n.astype(np.float32)
 
 
-def _check_vertices(vertices: np.ndarray, n: int | None = None) -> np.ndarray:
+def check_vertices(vertices: np.ndarray, n: int | None = None) -> np.ndarray:
     v = np.asarray(vertices)
     if v.ndim != 2 or v.shape[1] != 3:
         raise RenderError(f"vertices must have shape (N, 3), got {v.shape}")
@@ -81,7 +81,7 @@ def _check_vertices(vertices: np.ndarray, n: int | None = None) -> np.ndarray:
     return np.ascontiguousarray(v, dtype=np.float32)
 
 
-def _check_faces(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+def check_faces(faces: np.ndarray, n_vertices: int) -> np.ndarray:
     f = np.asarray(faces)
     if f.ndim != 2 or f.shape[1] != 3 or not np.issubdtype(f.dtype, np.integer):
         raise RenderError(
@@ -160,8 +160,8 @@ class MeshRenderer:
         faces : np.ndarray
             (F, 3) int vertex indices.
         """
-        v = _check_vertices(vertices)
-        f = _check_faces(faces, len(v))
+        v = check_vertices(vertices)
+        f = check_faces(faces, len(v))
         if (
             self._faces is not None
             and len(v) == self._n_vertices
@@ -203,7 +203,7 @@ class MeshRenderer:
         """
         if self._faces is None:
             raise RenderError("update_vertices() before set_mesh(): no topology uploaded")
-        v = _check_vertices(vertices, self._n_vertices)
+        v = check_vertices(vertices, self._n_vertices)
         self._buffers["position"].write(v.tobytes())
         self._buffers["normal"].write(vertex_normals(v, self._faces).tobytes())
 

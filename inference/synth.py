@@ -1,0 +1,455 @@
+"""Write a synthetic dataset in exactly the TEMPEH/FaMoS split layout (tempeh-reference §1.2).
+
+Layout under the output folder ``DIR``::
+
+    images/<subject>/<sequence>/<frame>/<sequence>.<frame>.<camera>.png   (1/downscale size)
+    calibrations/<subject>/<sequence>/<camera>.tka                        (full resolution)
+    scans/<subject>/<sequence>/<sequence>.<frame>.npy                     ((M, 3) float32 mm)
+    registrations/<subject>/<sequence>/<sequence>.<frame>.ply             (metres)
+    lists/{train,val,test}.json                                            ([subj, seq, frame])
+    rig.json                                                               (canonical rig, mm)
+    synth.json                                                             (the SynthConfig)
+
+As in the released TEMPEH data the images are pre-downsampled (default by 4) while the
+``.tka`` files describe the full-resolution cameras; the dataset reader resizes images to the
+stage's resize factor relative to the full calibration size. Frames are 6-digit strings.
+
+Cameras. ``.tka`` holds only radial ``(k1, k2)``: tangential terms and ``k3`` of the source rig
+are dropped (logged) and the rig actually used is the one read back from the written
+``.tka`` files, so images, ``rig.json`` and calibrations agree exactly. Images are rendered with
+:class:`render.multiview.MultiViewRenderer` (lens distortion, seeded :class:`Appearance` per
+subject and sequence); scans with :func:`inference.scans.simulate_scan`; the performer with
+:class:`inference.performer.Performer` (identity per subject, motion per sequence).
+
+Subjects are split by subject into train / val / test lists (``test_fraction`` and
+``val_fraction`` of the subjects, taken from the end; with one subject everything is train).
+
+Writing is resumable: a frame whose image, scan and registration files all exist is skipped;
+files are written to a temporary name and renamed, so an interrupted run leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from capture.camera import Camera, Rig, depth, project
+from capture.errors import ConfigError
+from capture.rig_json import write_rig_json
+from capture.rig_tka import read_rig_tka, write_rig_tka
+from inference.head_data import HeadModelData, HeadTemplate
+from inference.mesh_io import write_mesh
+from inference.performer import Performer
+from inference.scans import ScanConfig, simulate_scan
+from render.appearance import Appearance
+from render.multiview import MultiViewRenderer
+
+log = logging.getLogger(__name__)
+
+SEQUENCE_NAMES = (
+    "anger",
+    "bareteeth",
+    "blow_cheeks",
+    "cheeks_in",
+    "eyebrow",
+    "happiness",
+    "head_rotation_left_right",
+    "head_rotation_up_down",
+    "jaw",
+    "kissing",
+    "lip_corners_down",
+    "lips_back",
+    "lips_up",
+    "mouth_down",
+    "mouth_extreme",
+    "mouth_middle",
+    "mouth_open",
+    "mouth_side",
+    "mouth_up",
+    "rolling_lips",
+    "smile_closed",
+    "sadness",
+    "surprise",
+    "fear",
+    "disgust",
+    "sentences",
+)
+"""FaMoS-like sequence names, used in order."""
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What :func:`write_synthetic_dataset` writes (saved as ``synth.json``).
+
+    Attributes
+    ----------
+    rig : str
+        Shipped rig name or path (for the record; the rig itself is passed in).
+    model : str
+        ``"procedural"`` or a FLAME path (for the record).
+    subjects, sequences, frames : int
+        Counts; frame ``k`` of a sequence is numbered ``k * frame_step``.
+    seed : int
+        Master seed: identities, motion, appearance, scans.
+    downscale : int
+        Images are written at the calibration size divided by this (the ``.tka`` stays full size).
+    rgb : bool
+        RGB images; grayscale (like FaMoS stereo cameras) otherwise.
+    fps : float
+        Frame rate of the performance, Hz.
+    frame_step : int
+        Frame-number spacing of the written frames.
+    test_fraction, val_fraction : float
+        Fractions of subjects held out for test and validation (disjoint from training).
+    scan : ScanConfig
+        Scan simulation settings.
+    """
+
+    rig: str = "default16"
+    model: str = "procedural"
+    subjects: int = 1
+    sequences: int = 1
+    frames: int = 1
+    seed: int = 0
+    downscale: int = 4
+    rgb: bool = False
+    fps: float = 30.0
+    frame_step: int = 5
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    scan: ScanConfig = field(default_factory=ScanConfig)
+
+    def __post_init__(self) -> None:
+        for name in ("subjects", "sequences", "frames", "downscale", "frame_step"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"must be >= 1, got {getattr(self, name)}", field=name)
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What a run did: frame counts, time, bytes written, output folder."""
+
+    out: Path
+    frames_written: int
+    frames_skipped: int
+    seconds: float
+    bytes_on_disk: int
+    splits: dict[str, int]
+
+
+def subject_names(count: int) -> list[str]:
+    """Subject folder names ``SYNTH_000`` … (sorted order = creation order)."""
+    return [f"SYNTH_{i:03d}" for i in range(count)]
+
+
+def sequence_names(count: int) -> list[str]:
+    """The first ``count`` FaMoS-like names, then ``sequence_<k>``."""
+    return [SEQUENCE_NAMES[i] if i < len(SEQUENCE_NAMES) else f"sequence_{i}" for i in range(count)]
+
+
+def split_subjects(subjects: list[str], config: SynthConfig) -> dict[str, list[str]]:
+    """Disjoint train/val/test subject lists; test and val are taken from the end."""
+    n = len(subjects)
+    n_test = max(1, round(config.test_fraction * n)) if n >= 2 else 0
+    n_val = max(1, round(config.val_fraction * n)) if n >= 3 else 0
+    n_train = n - n_test - n_val
+    return {
+        "train": subjects[:n_train],
+        "val": subjects[n_train : n_train + n_val],
+        "test": subjects[n_train + n_val :],
+    }
+
+
+def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part" + path.suffix)
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def tka_rig(rig: Rig, folder: Path) -> Rig:
+    """Write ``rig`` as ``.tka`` into ``folder`` and return the rig read back (full size).
+
+    Tangential terms and ``k3`` cannot be stored in ``.tka``; they are dropped first.
+    """
+    cams = []
+    dropped = [c.name for c in rig if np.any(c.dist[2:] != 0.0) or c.K[0, 1] != 0.0]
+    if dropped:
+        log.info("dropping tangential/k3/skew terms (not in .tka) of cameras %s", dropped)
+    for cam in rig:
+        K = cam.K.copy()
+        K[0, 1] = 0.0
+        dist = np.array([cam.dist[0], cam.dist[1], 0.0, 0.0, 0.0])
+        cams.append(Camera(cam.name, cam.width, cam.height, K, dist, cam.R, cam.t, cam.serial))
+    write_rig_tka(Rig(tuple(cams), rig.name, {}), folder)
+    back = read_rig_tka(folder)
+    serials = {c.name: c.serial for c in rig}
+    return Rig(
+        tuple(dataclasses.replace(c, serial=serials.get(c.name, "")) for c in back),
+        rig.name,
+        back.metadata,
+    )
+
+
+def material_weights(template: HeadTemplate) -> np.ndarray:
+    """(N, 4) per-vertex region weights for :mod:`render.appearance` from template regions.
+
+    Lips and scalp come from the ``lips``/``scalp`` regions; each eyeball gets a radial eye
+    profile around its front-most canonical vertex (sclera 0.3, iris 0.7, pupil 0.95); no
+    eyebrow region exists in the templates, so that weight stays 0.
+    """
+    n = template.num_vertices
+    mat = np.zeros((n, 4), dtype=np.float32)
+    regions = template.regions
+    if "lips" in regions:
+        mat[regions["lips"], 1] = 1.0
+    if "scalp" in regions:
+        mat[regions["scalp"], 3] = 1.0
+    for name in ("left_eyeball", "right_eyeball"):
+        if name not in regions or not len(regions[name]):
+            continue
+        idx = regions[name]
+        v = template.vertices[idx]
+        r = np.linalg.norm(v - v[np.argmax(v[:, 2])], axis=1)
+        mat[idx, 2] = np.where(r < 2.0, 0.95, np.where(r < 6.0, 0.7, 0.3))
+    return mat
+
+
+def open_view_renderer(rig: Rig, downscale: int, rgb: bool) -> MultiViewRenderer:
+    """The renderer :func:`render_views` draws with (create and use on one thread)."""
+    return MultiViewRenderer(rig, downscale=downscale, channels=3 if rgb else 1)
+
+
+def render_views(
+    renderer: MultiViewRenderer,
+    vertices: np.ndarray,
+    template: HeadTemplate,
+    material: np.ndarray,
+    appearance_seed: int,
+    frame: int,
+) -> np.ndarray:
+    """Render one image per camera, with lens distortion and a seeded appearance.
+
+    The single place that calls the renderer (:class:`render.multiview.MultiViewRenderer`).
+
+    Returns
+    -------
+    np.ndarray
+        (V, H, W) uint8 grayscale or (V, H, W, 3) uint8 RGB, at the renderer's downscale.
+    """
+    out = renderer.render(
+        vertices,
+        template.faces,
+        canonical=template.vertices,
+        material=material,
+        appearance=Appearance.random(appearance_seed),
+        frame=frame,
+    )
+    return out.images
+
+
+def _paths(out: Path, subject: str, sequence: str, frame: str, names: list[str]) -> dict:
+    img_dir = out / "images" / subject / sequence / frame
+    return {
+        "images": [img_dir / f"{sequence}.{frame}.{name}.png" for name in names],
+        "scan": out / "scans" / subject / sequence / f"{sequence}.{frame}.npy",
+        "registration": out / "registrations" / subject / sequence / f"{sequence}.{frame}.ply",
+    }
+
+
+def write_synthetic_dataset(
+    rig: Rig,
+    model: HeadModelData,
+    out: str | Path,
+    config: SynthConfig,
+    progress: bool = True,
+    preview: bool = False,
+) -> SynthSummary:
+    """Render, scan and register a synthetic performance into ``out`` (see module docstring).
+
+    Parameters
+    ----------
+    rig : Rig
+        Full-resolution cameras, world mm.
+    model : HeadModelData
+        The head (procedural or FLAME), mm.
+    out : str or Path
+        Output folder (created; existing complete frames are skipped).
+    config : SynthConfig
+        Counts, seeds and options.
+    progress : bool
+        Show a tqdm progress bar.
+    preview : bool
+        Also write ``preview.png``: a contact sheet of all views of the first frame with the
+        projected registration overlaid.
+
+    Returns
+    -------
+    SynthSummary
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    subjects = subject_names(config.subjects)
+    sequences = sequence_names(config.sequences)
+    frames = [f"{k * config.frame_step:06d}" for k in range(config.frames)]
+    splits = split_subjects(subjects, config)
+    cfg = json.loads(json.dumps(dataclasses.asdict(config)))
+    _check_resume(out / "synth.json", cfg)
+    (out / "synth.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    written = skipped = 0
+    bar = tqdm(
+        total=len(subjects) * len(sequences) * len(frames), disable=not progress, unit="frame"
+    )
+    first_rig = None
+    material = material_weights(model.template)
+    renderer: MultiViewRenderer | None = None
+    try:
+        for si, subject in enumerate(subjects):
+            subject_seed = config.seed * 7919 + si
+            for qi, sequence in enumerate(sequences):
+                used = tka_rig(rig, out / "calibrations" / subject / sequence)
+                if first_rig is None:
+                    first_rig = used
+                    write_rig_json(used, out / "rig.json")
+                seq_seed = config.seed * 1000003 + si * 1009 + qi
+                performer = Performer(model, seed=seq_seed, subject_seed=subject_seed)
+                for frame in frames:
+                    paths = _paths(out, subject, sequence, frame, used.names)
+                    files = [*paths["images"], paths["scan"], paths["registration"]]
+                    if all(p.is_file() for p in files):
+                        skipped += 1
+                        bar.update(1)
+                        continue
+                    if renderer is None or not renderer.rig.equals(used.scaled(config.downscale)):
+                        if renderer is not None:
+                            renderer.release()
+                        renderer = open_view_renderer(used, config.downscale, config.rgb)
+                    pose = performer.frame(int(frame) / config.fps)
+                    verts = performer.pose_vertices(pose)
+                    images = render_views(
+                        renderer, verts, model.template, material, seq_seed, int(frame)
+                    )
+                    for path, img in zip(paths["images"], images, strict=True):
+                        _atomic(path, lambda p, img=img: Image.fromarray(img).save(p, format="PNG"))
+                    rng = np.random.default_rng([config.seed, si, qi, int(frame)])
+                    scan = simulate_scan(
+                        used,
+                        verts,
+                        model.template,
+                        pose.translation,
+                        rng,
+                        config.scan,
+                        renderer.ctx,
+                    )
+                    _atomic(paths["scan"], lambda p, s=scan: _save_npy(p, s.points))
+                    _atomic(
+                        paths["registration"],
+                        lambda p, v=verts: write_mesh(p, v, model.template.faces, units="m"),
+                    )
+                    written += 1
+                    bar.update(1)
+    finally:
+        if renderer is not None:
+            renderer.release()
+    bar.close()
+    lists = {
+        name: [[s, q, f] for s in subs for q in sequences for f in frames]
+        for name, subs in splits.items()
+    }
+    (out / "lists").mkdir(exist_ok=True)
+    for name, items in lists.items():
+        (out / "lists" / f"{name}.json").write_text(json.dumps(items) + "\n", encoding="utf-8")
+    if preview and first_rig is not None:
+        write_preview(out, subjects[0], sequences[0], frames[0], out / "preview.png")
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    summary = SynthSummary(
+        out=out,
+        frames_written=written,
+        frames_skipped=skipped,
+        seconds=time.perf_counter() - start,
+        bytes_on_disk=size,
+        splits={k: len(v) for k, v in lists.items()},
+    )
+    log.info("synth: %s", summary)
+    return summary
+
+
+RESIZABLE = ("subjects", "sequences", "frames")
+"""Settings a resumed run may change (it then adds or lists more frames)."""
+
+
+def _check_resume(path: Path, cfg: dict) -> None:
+    """Refuse to resume a folder written with other settings (frames would not match)."""
+    if not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the existing config: {exc}", path=path) from exc
+    for key, value in cfg.items():
+        if key not in RESIZABLE and old.get(key) != value:
+            raise ConfigError(
+                f"folder was written with {key}={old.get(key)!r}, now {value!r}; "
+                "use another --out or the same settings",
+                path=path,
+                field=key,
+            )
+
+
+def _save_npy(path: Path, points: np.ndarray) -> None:
+    with open(path, "wb") as fh:
+        np.save(fh, np.asarray(points, dtype=np.float32))
+
+
+def write_preview(
+    out: Path, subject: str, sequence: str, frame: str, target: Path, columns: int = 4
+) -> Path:
+    """Contact sheet of every view of one written frame with the registration's vertices drawn.
+
+    Reads the frame back from ``out`` (images, ``.tka``, registration), so it also checks the
+    written layout: dots land on the head when images and calibrations agree.
+
+    Returns
+    -------
+    Path
+        ``target`` (PNG).
+    """
+    from capture.rig_tka import read_rig_tka
+    from inference.mesh_io import read_mesh
+
+    full = read_rig_tka(out / "calibrations" / subject / sequence)
+    verts, _ = read_mesh(_paths(out, subject, sequence, frame, full.names)["registration"])
+    tiles = []
+    for cam, path in zip(
+        full, _paths(out, subject, sequence, frame, full.names)["images"], strict=True
+    ):
+        img = Image.open(path).convert("RGB")
+        small = cam.scaled(cam.width / img.width) if img.width != cam.width else cam
+        uv = project(small, verts)
+        front = depth(small, verts) > 0
+        draw = ImageDraw.Draw(img)
+        for u, v in uv[front][:: max(1, len(uv) // 3000)]:
+            draw.point((float(u), float(v)), fill=(0, 255, 0))
+        draw.text((4, 4), cam.name, fill=(255, 255, 0))
+        tiles.append(img)
+    w, h = tiles[0].size
+    rows = (len(tiles) + columns - 1) // columns
+    sheet = Image.new("RGB", (columns * w, rows * h))
+    for i, tile in enumerate(tiles):
+        sheet.paste(tile, ((i % columns) * w, (i // columns) * h))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(target)
+    log.info("wrote preview %s", target)
+    return target

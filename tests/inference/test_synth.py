@@ -1,0 +1,249 @@
+"""Synthetic performer, scans, the TEMPEH-layout writer and the dataset reader."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from capture.camera import project
+from capture.default_rigs import load_shipped_rig
+from capture.errors import ConfigError, DatasetError, RenderError
+from capture.rig_json import read_rig_json
+from capture.rig_tka import read_rig_tka
+from inference.dataset import DatasetConfig, MultiViewDataset, collate_frames
+from inference.head_data import HeadModelData
+from inference.mesh_io import read_mesh
+from inference.performer import Performer
+from inference.procedural_head import load_procedural_head
+from inference.scans import ScanConfig, point_to_surface_distance, simulate_scan
+from inference.synth import SynthConfig, write_synthetic_dataset
+
+
+@pytest.fixture(scope="module")
+def head() -> HeadModelData:
+    return load_procedural_head()
+
+
+def _need_gl() -> None:
+    try:
+        from render.context import create_headless_context
+
+        create_headless_context().release()
+    except RenderError as exc:
+        pytest.skip(f"no headless OpenGL: {exc}")
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory: pytest.TempPathFactory, head: HeadModelData) -> Path:
+    """3 subjects × 1 sequence × 2 frames on the test4 rig at full size (64×48)."""
+    _need_gl()
+    out = tmp_path_factory.mktemp("synth")
+    config = SynthConfig(rig="test4", subjects=3, sequences=1, frames=2, seed=5, downscale=1)
+    write_synthetic_dataset(load_shipped_rig("test4"), head, out, config, progress=False)
+    return out
+
+
+# --------------------------------------------------------------------------- performer
+
+
+def test_performer_is_deterministic_and_in_range(head: HeadModelData) -> None:
+    a, b = Performer(head, seed=3, subject_seed=9), Performer(head, seed=3, subject_seed=9)
+    np.testing.assert_array_equal(a.vertices(1.7), b.vertices(1.7))
+    other = Performer(head, seed=4, subject_seed=9)
+    np.testing.assert_array_equal(a.frame(0.0).shape, other.frame(0.0).shape)  # same identity
+    assert not np.allclose(a.vertices(1.7), other.vertices(1.7))
+    poses = [a.frame(t) for t in np.arange(0.0, 120.0, 0.13)]
+    yaw = np.array([p.yaw_deg for p in poses])
+    pitch = np.array([p.pitch_deg for p in poses])
+    trans = np.array([p.translation for p in poses])
+    assert np.abs(yaw).max() <= 45.0 and np.abs(pitch).max() <= 25.0
+    assert np.abs(yaw).max() > 15.0  # it does turn
+    assert np.abs(trans).max() <= 50.0
+    blink = head.expression_names.index("blink_left")
+    assert max(p.expression[blink] for p in poses) > 0.9  # blinks happen
+    jaw = np.array([p.jaw_pose[0] for p in poses])
+    assert jaw.max() > np.deg2rad(5.0) and jaw.min() >= 0.0
+
+
+def test_performer_works_with_flame(flame_standin: Path) -> None:
+    from inference.flame import load_flame
+
+    data = load_flame(flame_standin)
+    v = Performer(data, seed=1, subject_seed=2).vertices(0.5)
+    assert v.shape == (data.template.num_vertices, 3) and np.all(np.isfinite(v))
+
+
+# --------------------------------------------------------------------------- scans
+
+
+def test_scan_points_lie_on_the_surface_except_extras(head: HeadModelData) -> None:
+    _need_gl()
+    performer = Performer(head, seed=1, subject_seed=2)
+    pose = performer.frame(1.0)
+    verts = performer.pose_vertices(pose)
+    rig = load_shipped_rig("default16")
+    config = ScanConfig(max_points=8000, depth_width=200)
+    scan = simulate_scan(
+        rig, verts, head.template, pose.translation, np.random.default_rng(0), config
+    )
+    assert scan.points.dtype == np.float32 and scan.points.shape[1] == 3
+    assert len(scan.points) > 4000
+    assert 0.05 < scan.is_extra.mean() < 0.7  # hair and shoulders present, head dominant
+    d = point_to_surface_distance(scan.points[~scan.is_extra], verts, head.template.faces)
+    assert np.mean(d < 3 * config.noise_sigma_mm) > 0.99
+    extra = point_to_surface_distance(scan.points[scan.is_extra], verts, head.template.faces)
+    assert np.median(extra) > 3 * config.noise_sigma_mm
+
+
+# --------------------------------------------------------------------------- writer
+
+
+def test_layout_is_exactly_tempeh(dataset_dir: Path) -> None:
+    rig = load_shipped_rig("test4")
+    subject, sequence, frame = "SYNTH_000", "anger", "000005"
+    for cam in rig.names:
+        img = dataset_dir / "images" / subject / sequence / frame / f"{sequence}.{frame}.{cam}.png"
+        assert img.is_file()
+        assert (dataset_dir / "calibrations" / subject / sequence / f"{cam}.tka").is_file()
+    assert (dataset_dir / "scans" / subject / sequence / f"{sequence}.{frame}.npy").is_file()
+    ply = dataset_dir / "registrations" / subject / sequence / f"{sequence}.{frame}.ply"
+    assert ply.is_file()
+    assert (dataset_dir / "rig.json").is_file() and (dataset_dir / "synth.json").is_file()
+    v, _ = read_mesh(ply, units="mm")  # the file holds metres: read as mm it is 1000x small
+    assert np.abs(v).max() < 1.0
+
+
+def test_images_show_the_head_in_every_view(dataset_dir: Path) -> None:
+    frame = "SYNTH_000", "anger", "000000"
+    folder = dataset_dir / "images" / Path(*frame)
+    rig = read_rig_json(dataset_dir / "rig.json")
+    verts, _ = read_mesh(
+        dataset_dir / "registrations" / frame[0] / frame[1] / f"{frame[1]}.{frame[2]}.ply"
+    )
+    for cam in rig:
+        img = np.asarray(Image.open(folder / f"anger.000000.{cam.name}.png"), dtype=np.float64)
+        assert img.shape == (48, 64)  # grayscale, full size
+        uv = project(cam, verts)
+        inside = np.zeros(img.shape, dtype=bool)
+        u = np.clip(np.rint(uv[:, 0]).astype(int), 0, 63)
+        v = np.clip(np.rint(uv[:, 1]).astype(int), 0, 47)
+        inside[v, u] = True
+        background = np.median(np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]]))
+        fg = np.abs(img - background) > 20
+        assert 0.05 < fg.mean() < 0.9, cam.name
+        assert fg[inside].mean() > 0.8, cam.name  # the head is where it projects
+        assert fg[~inside].mean() < 0.2, cam.name
+
+
+def test_tka_parse_back_to_the_same_cameras(dataset_dir: Path) -> None:
+    written = read_rig_json(dataset_dir / "rig.json")
+    for subject in ("SYNTH_000", "SYNTH_002"):
+        back = read_rig_tka(dataset_dir / "calibrations" / subject / "anger")
+        for a, b in zip(written, back, strict=True):
+            assert a.name == b.name and a.image_size == b.image_size
+            for attr in ("K", "dist", "R", "t"):
+                np.testing.assert_allclose(getattr(a, attr), getattr(b, attr), rtol=0, atol=1e-9)
+    source = load_shipped_rig("test4")  # no distortion: the written rig is the source rig
+    for a, b in zip(written, source, strict=True):
+        for attr in ("K", "dist", "R", "t"):
+            np.testing.assert_allclose(getattr(a, attr), getattr(b, attr), rtol=0, atol=1e-9)
+
+
+def test_lists_are_disjoint_by_subject(dataset_dir: Path) -> None:
+    lists = {
+        k: json.loads((dataset_dir / "lists" / f"{k}.json").read_text())
+        for k in ("train", "val", "test")
+    }
+    subjects = {k: {s for s, _, _ in v} for k, v in lists.items()}
+    assert subjects["train"] and subjects["test"]
+    assert not subjects["train"] & subjects["test"]
+    assert not subjects["train"] & subjects["val"] and not subjects["val"] & subjects["test"]
+    assert all(len(f) == 6 and f.isdigit() for v in lists.values() for _, _, f in v)
+
+
+def test_resume_skips_existing_frames(
+    dataset_dir: Path, head: HeadModelData, tmp_path: Path
+) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(dataset_dir, out)
+    victim = out / "scans" / "SYNTH_001" / "anger" / "anger.000000.npy"
+    victim.unlink()
+    config = SynthConfig(rig="test4", subjects=3, sequences=1, frames=2, seed=5, downscale=1)
+    s = write_synthetic_dataset(load_shipped_rig("test4"), head, out, config, progress=False)
+    assert (s.frames_written, s.frames_skipped) == (1, 5)
+    original = np.load(dataset_dir / "scans" / "SYNTH_001" / "anger" / "anger.000000.npy")
+    np.testing.assert_array_equal(np.load(victim), original)  # deterministic re-render
+    other = SynthConfig(rig="test4", subjects=3, sequences=1, frames=2, seed=6, downscale=1)
+    with pytest.raises(ConfigError, match="seed"):
+        write_synthetic_dataset(load_shipped_rig("test4"), head, out, other, progress=False)
+
+
+# --------------------------------------------------------------------------- reader
+
+
+def test_dataset_reads_back_identically(dataset_dir: Path) -> None:
+    config = DatasetConfig.from_root(dataset_dir, "train", resize_factor=1, normalize=False)
+    ds = MultiViewDataset(config)
+    sample = ds[0]
+    subject, sequence, frame = ds.frames[0]
+    folder = dataset_dir / "images" / subject / sequence / frame
+    for i, name in enumerate(sample.view_names):
+        img = np.asarray(Image.open(folder / f"{sequence}.{frame}.{name}.png").convert("RGB"))
+        expect = torch.from_numpy(img.astype(np.float32) / 255.0).permute(2, 0, 1)
+        torch.testing.assert_close(sample.images[i], expect, rtol=0, atol=0)
+    v, _ = read_mesh(dataset_dir / "registrations" / subject / sequence / f"{sequence}.{frame}.ply")
+    np.testing.assert_allclose(sample.registration.double().numpy() / 1000, v / 1000, atol=1e-6)
+    scan = np.load(dataset_dir / "scans" / subject / sequence / f"{sequence}.{frame}.npy")
+    full = MultiViewDataset(
+        DatasetConfig.from_root(dataset_dir, "train", resize_factor=1, scan_points=len(scan))
+    )[0]
+    np.testing.assert_array_equal(full.scan.numpy(), scan)
+    rig = read_rig_tka(dataset_dir / "calibrations" / subject / sequence)
+    np.testing.assert_allclose(sample.K.numpy(), np.stack([c.K for c in rig]), atol=1e-5)
+    np.testing.assert_allclose(sample.centers.numpy(), np.stack([c.center for c in rig]), atol=1e-3)
+    assert sample.images.shape == (4, 3, 48, 64) and sample.Rt.shape == (4, 3, 4)
+    assert sample.scan.shape == (20000, 3)
+
+
+def test_dataset_resize_and_augmentation(dataset_dir: Path) -> None:
+    config = DatasetConfig.from_root(dataset_dir, "train", resize_factor=2, augment=True, seed=1)
+    ds = MultiViewDataset(config)
+    batch = collate_frames([ds[0], ds[1]])
+    assert batch["images"].shape == (2, 4, 3, 24, 32)
+    assert batch["images_augmented"].shape == (2, 4, 3, 24, 32)
+    K, Ka = batch["K"], batch["K_augmented"]
+    s = Ka[..., 0, 0] / K[..., 0, 0]
+    assert torch.all((s > 0.89) & (s < 1.11))
+    torch.testing.assert_close(Ka[..., 1, 1] / K[..., 1, 1], s)
+    # same seed, same sample
+    torch.testing.assert_close(ds[0].images_augmented, batch["images_augmented"][0])
+
+
+def test_dataset_errors_name_what_is_missing(dataset_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "broken"
+    shutil.copytree(dataset_dir, out)
+    ds = MultiViewDataset(DatasetConfig.from_root(out, "train", resize_factor=1))
+    subject, sequence, frame = ds.frames[1]
+    (out / "images" / subject / sequence / frame / f"{sequence}.{frame}.12_A.png").unlink()
+    with pytest.raises(DatasetError, match=r"camera '12_A'.*missing") as info:
+        ds[1]
+    assert info.value.frame == frame and info.value.subject == subject
+    img = out / "images" / subject / sequence / frame / f"{sequence}.{frame}.11_B.png"
+    Image.new("L", (50, 40)).save(img)
+    ds[0]  # other frames still fine
+    shutil.copy(
+        out / "images" / subject / sequence / frame / f"{sequence}.{frame}.11_A.png",
+        out / "images" / subject / sequence / frame / f"{sequence}.{frame}.12_A.png",
+    )
+    with pytest.raises(DatasetError, match=r"camera '11_B'.*50x40"):
+        ds[1]
+    shutil.rmtree(out / "calibrations" / subject)
+    fresh = MultiViewDataset(DatasetConfig.from_root(out, "train", resize_factor=1))
+    with pytest.raises(DatasetError, match=rf"subject '{subject}'.*calibration"):
+        fresh[1]
