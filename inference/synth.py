@@ -204,8 +204,9 @@ def material_weights(template: HeadTemplate) -> np.ndarray:
     """(N, 4) per-vertex region weights for :mod:`render.appearance` from template regions.
 
     Lips and scalp come from the ``lips``/``scalp`` regions; each eyeball gets a radial eye
-    profile around its front-most canonical vertex (sclera 0.3, iris 0.7, pupil 0.95); no
-    eyebrow region exists in the templates, so that weight stays 0.
+    profile around its front-most canonical vertex (sclera 0.3, iris 0.7, pupil 0.95). Neither
+    template has an eyebrow region, so brows are placed by :func:`eyebrow_weights` in a band
+    above each eye region.
     """
     n = template.num_vertices
     mat = np.zeros((n, 4), dtype=np.float32)
@@ -221,7 +222,43 @@ def material_weights(template: HeadTemplate) -> np.ndarray:
         v = template.vertices[idx]
         r = np.linalg.norm(v - v[np.argmax(v[:, 2])], axis=1)
         mat[idx, 2] = np.where(r < 2.0, 0.95, np.where(r < 6.0, 0.7, 0.3))
+    mat[:, 0] = eyebrow_weights(template)
     return mat
+
+
+def eyebrow_weights(
+    template: HeadTemplate, gap_mm: float = 3.0, height_mm: float = 9.0, fade_mm: float = 3.0
+) -> np.ndarray:
+    """(N,) float32 soft eyebrow weights: a band above each eye region, on the front of the face.
+
+    A vertex belongs to the band of an eye region when its canonical x lies within the region's
+    x range (extended by ``fade_mm``) and its y lies ``gap_mm`` to ``gap_mm + height_mm`` above
+    the region's top; weights fade linearly over ``fade_mm`` at the band's borders. Eyeballs and
+    vertices behind the region (more than 15 mm deeper than its mean) are excluded.
+    """
+    v = template.vertices
+    weights = np.zeros(len(v), dtype=np.float32)
+    regions = template.regions
+    excluded = np.zeros(len(v), dtype=bool)
+    for name in ("left_eyeball", "right_eyeball"):
+        if name in regions:
+            excluded[regions[name]] = True
+    for name in ("left_eye_region", "right_eye_region"):
+        if name not in regions or not len(regions[name]):
+            continue
+        eye = v[regions[name]]
+        x0, x1 = eye[:, 0].min(), eye[:, 0].max()
+        y0 = eye[:, 1].max() + gap_mm
+        y1 = y0 + height_mm
+
+        def ramp(value: np.ndarray, lo: float, hi: float) -> np.ndarray:
+            inside = np.minimum(value - lo, hi - value) / fade_mm
+            return np.clip(inside + 1.0, 0.0, 1.0)
+
+        w = ramp(v[:, 0], x0, x1) * ramp(v[:, 1], y0, y1)
+        w[(v[:, 2] < eye[:, 2].mean() - 15.0) | excluded] = 0.0
+        weights = np.maximum(weights, w.astype(np.float32))
+    return weights
 
 
 def open_view_renderer(rig: Rig, downscale: int, rgb: bool) -> MultiViewRenderer:

@@ -22,7 +22,7 @@ from inference.mesh_io import read_mesh
 from inference.performer import Performer
 from inference.procedural_head import load_procedural_head
 from inference.scans import ScanConfig, point_to_surface_distance, simulate_scan
-from inference.synth import SynthConfig, write_synthetic_dataset
+from inference.synth import SynthConfig, eyebrow_weights, material_weights, write_synthetic_dataset
 
 
 @pytest.fixture(scope="module")
@@ -247,3 +247,22 @@ def test_dataset_errors_name_what_is_missing(dataset_dir: Path, tmp_path: Path) 
     fresh = MultiViewDataset(DatasetConfig.from_root(out, "train", resize_factor=1))
     with pytest.raises(DatasetError, match=rf"subject '{subject}'.*calibration"):
         fresh[1]
+
+
+def test_material_places_brows_above_the_eyes_and_irises_on_the_eyeballs() -> None:
+    template = load_procedural_head().template
+    brows = eyebrow_weights(template)
+    v = template.vertices
+    for side in ("left", "right"):
+        eye = v[template.regions[f"{side}_eye_region"]]
+        near = (np.abs(v[:, 0] - eye[:, 0].mean()) < 15.0) & (brows > 0.5)
+        assert near.sum() >= 10, f"no {side} brow"
+        # brow vertices sit above the eye region's top, within ~15 mm
+        assert np.all(v[near, 1] > eye[:, 1].max())
+        assert np.all(v[near, 1] < eye[:, 1].max() + 15.0)
+    eyeballs = np.concatenate([template.regions["left_eyeball"], template.regions["right_eyeball"]])
+    assert np.all(brows[eyeballs] == 0.0)
+    mat = material_weights(template)
+    assert np.array_equal(mat[:, 0], brows)
+    np.testing.assert_allclose(np.unique(mat[eyeballs, 2]), [0.3, 0.7, 0.95], rtol=1e-6)
+    assert np.all(mat[template.regions["lips"], 1] == 1.0)
