@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import cv2
-import moderngl
 import numpy as np
 import pytest
 
@@ -13,7 +12,6 @@ from capture.camera import Camera, Rig, backproject, project
 from capture.default_rigs import load_shipped_rig
 from capture.errors import RenderError
 from render.appearance import Appearance
-from render.context import create_headless_context
 from render.multiview import MultiViewImages, MultiViewRenderer, blob_mesh
 from render.primitives import icosphere
 from render.render_thread import RenderThread
@@ -21,16 +19,6 @@ from render.render_thread import RenderThread
 pytestmark = pytest.mark.gl
 
 CENTRE, RADIUS = np.array([6.0, -8.0, 12.0]), 90.0
-
-
-@pytest.fixture(scope="module")
-def ctx() -> Iterator[moderngl.Context]:
-    try:
-        context = create_headless_context()
-    except RenderError as exc:
-        pytest.skip(f"no headless OpenGL: {exc}")
-    yield context
-    context.release()
 
 
 @pytest.fixture(scope="module")

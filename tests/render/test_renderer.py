@@ -18,7 +18,7 @@ from render.camera_math import (
     perspective,
     view_from_Rt,
 )
-from render.context import create_headless_context, gl_info
+from render.context import gl_info
 from render.mesh_renderer import vertex_normals
 from render.offscreen import OffscreenRenderer
 from render.primitives import icosphere
@@ -39,16 +39,6 @@ def make_camera(width: int = 640, height: int = 480, skew: float = 0.0) -> Camer
         [[700.0 * k, skew, width / 2 - 7.3 * k], [0.0, 690.0 * k, height / 2 + 4.1 * k], [0, 0, 1]]
     )
     return Camera("test", width, height, K, np.zeros(5), R, -R @ center)
-
-
-@pytest.fixture(scope="module")
-def ctx() -> Iterator[moderngl.Context]:
-    try:
-        context = create_headless_context()
-    except RenderError as exc:
-        pytest.skip(f"no headless OpenGL: {exc}")
-    yield context
-    context.release()
 
 
 @pytest.fixture(scope="module")
