@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--seconds", type=float, default=5.0, help="recording length (s)")
     r.add_argument("--out", type=Path, required=True, help="take folder to create")
     _rig_args(r)
+    _replay_args(r)
     r.add_argument("--codec", choices=("h264", "ffv1", "png"), default="h264")
     r.add_argument(
         "--trigger",
@@ -46,8 +47,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t = subparsers.add_parser("takes", help="inspect recorded takes")
     tsub = t.add_subparsers(dest="takes_command", metavar="ACTION", required=True)
     s = tsub.add_parser("show", help="sets, rate, incomplete and lost sets, duration")
-    s.add_argument("take", type=Path)
+    s.add_argument(
+        "take", type=Path, help="a take, a FaMoS/TEMPEH dataset root or a folder of videos"
+    )
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument("--rig", default=None, help="rig file for a folder of videos")
+    _replay_args(s)
     s.set_defaults(handler=_takes_show)
 
     b = subparsers.add_parser(
@@ -64,9 +69,81 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _rig_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--rig", default="default16", help="shipped rig name or rig file path")
+    p.add_argument(
+        "--rig",
+        default=None,
+        help="shipped rig name or rig file path (default default16; for replay of a video "
+        "folder: its rig file)",
+    )
     p.add_argument("--fps", type=float, default=20.0, help="target sets per second")
     p.add_argument("--size", default=None, help="WxH: rescale the rig's images (e.g. 640x480)")
+
+
+def _replay_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--subject", default=None, help="FaMoS replay: subject (default the first)")
+    p.add_argument("--sequence", default=None, help="FaMoS replay: sequence (default the first)")
+
+
+REPLAY_KINDS = (
+    "a take recorded by tempeh (session.json, rig.json, timestamps.jsonl, video/)",
+    "a FaMoS/TEMPEH dataset root (images/<subject>/<sequence>/<frame>/"
+    "<sequence>.<frame>.<camera>.png with calibrations/<subject>/<sequence>/*.tka or --rig)",
+    "a folder of per-camera videos (.mp4 .mkv .avi .mov) or image folders named by camera "
+    "serial or name (cam_<serial>.mp4), with --rig (or a rig.json/.tka files inside)",
+)
+
+
+def replay_kind(path: Path) -> str:
+    """``"take"``, ``"famos"`` or ``"videos"`` by content; ConfigError listing what is accepted."""
+    from capture.sources.famos_source import is_famos_root
+    from capture.sources.video_folder_source import media_entries
+    from capture.take import SESSION_FILE
+
+    if (path / SESSION_FILE).is_file():
+        return "take"
+    if is_famos_root(path):
+        return "famos"
+    if media_entries(path):
+        return "videos"
+    why = "does not exist" if not path.exists() else "matches no replay layout"
+    raise ConfigError(
+        f"{path} {why}; expected one of:\n  - " + "\n  - ".join(REPLAY_KINDS), field="replay"
+    )
+
+
+def open_replay(
+    path: str | Path,
+    rig: str | None = None,
+    subject: str | None = None,
+    sequence: str | None = None,
+    realtime: bool = True,
+    size: str | None = None,
+) -> Any:
+    """A replay source for a take, a FaMoS dataset root or a folder of videos (by content)."""
+    path = Path(path)
+    kind = replay_kind(path)
+    if kind == "take":
+        from capture.sources.replay_source import ReplaySource
+
+        return ReplaySource(path, realtime=realtime)
+    rig_obj = load_rig(rig, size) if rig else None
+    if kind == "famos":
+        from capture.sources.famos_source import FamosReplaySource
+
+        return FamosReplaySource(path, subject, sequence, rig_obj, fps=60.0 if realtime else 0.0)
+    from capture.sources.video_folder_source import VideoFolderSource
+
+    if rig_obj is None:
+        inside = [p for p in (path / "rig.json", path / "rig.yaml") if p.is_file()]
+        if inside:
+            rig_obj = load_rig(str(inside[0]), size)
+        elif any(p.suffix.lower() == ".tka" for p in path.iterdir()):
+            rig_obj = load_rig(str(path), size)
+        else:
+            raise ConfigError(
+                f"{path}: a folder of videos needs its rig: give --rig RIGFILE", field="--rig"
+            )
+    return VideoFolderSource(path, rig_obj, fps=None if realtime else 0.0)
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -114,15 +191,15 @@ def make_source(
     fps: float,
     workdir: Path,
     trigger: str = "software",
+    subject: str | None = None,
+    sequence: str | None = None,
 ) -> Any:
     """Build the frame source named by ``--source``."""
     from capture.sources.pylon_source import PylonConfig, PylonSource, TriggerMode, emulated_source
 
     if spec.startswith("replay:"):
-        from capture.sources.replay_source import ReplaySource
-
-        return ReplaySource(spec.removeprefix("replay:"), realtime=True)
-    rig = load_rig(rig_spec, size)
+        return open_replay(spec.removeprefix("replay:"), rig_spec, subject, sequence)
+    rig = load_rig(rig_spec or "default16", size)
     if spec == "emulated":
         from capture.pattern import pattern_provider
 
@@ -152,9 +229,14 @@ def record_take(source: Any, out: Path, seconds: float, codec: str, config: dict
     recorder = TakeRecorder(out, codec=codec, session_config=config)
     session.error.connect(lambda exc: log.error("capture: %s", exc))
     session.camera_lost.connect(lambda i, n: log.warning("camera %s stopped delivering", n))
+    pausable = hasattr(source, "pause") and hasattr(source, "resume")
+    if pausable:  # a replay must not deliver its first sets before the recorder listens
+        source.pause()
     session.start()
     try:
         recorder.start(session)
+        if pausable:
+            source.resume()
         t_end = time.monotonic() + seconds
         while time.monotonic() < t_end and not session.wait_finished(0.1):
             pass
@@ -179,7 +261,16 @@ def record_take(source: Any, out: Path, seconds: float, codec: str, config: dict
 
 def _record(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="tempeh-emu-") as work:
-        source = make_source(args.source, args.rig, args.size, args.fps, Path(work), args.trigger)
+        source = make_source(
+            args.source,
+            args.rig,
+            args.size,
+            args.fps,
+            Path(work),
+            args.trigger,
+            args.subject,
+            args.sequence,
+        )
         config = {
             "source": args.source,
             "rig": args.rig,
@@ -210,7 +301,11 @@ def _jsonable(value: Any) -> Any:
 def _takes_show(args: argparse.Namespace) -> int:
     from capture.take import TakeReader
 
-    summary = TakeReader(args.take).summary()
+    if replay_kind(args.take) == "take":
+        summary = TakeReader(args.take).summary()
+    else:
+        source = open_replay(args.take, args.rig, args.subject, args.sequence)
+        summary = source.summary()
     if args.json:
         print(json.dumps(summary))
     else:

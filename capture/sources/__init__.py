@@ -5,8 +5,10 @@ A source does I/O only: it opens its devices or files, and while started deliver
 from its own thread. Threads, queues and grouping belong to the capture session.
 
 Implementations: :class:`capture.sources.pylon_source.PylonSource` (real Basler cameras and
-pylon's camera emulator) and :class:`capture.sources.replay_source.ReplaySource` (recorded
-takes).
+pylon's camera emulator), :class:`capture.sources.replay_source.ReplaySource` (recorded
+takes), :class:`capture.sources.famos_source.FamosReplaySource` (the TEMPEH/FaMoS image
+layout) and :class:`capture.sources.video_folder_source.VideoFolderSource` (per-camera videos
+or image folders plus a rig).
 """
 
 from __future__ import annotations

@@ -64,6 +64,24 @@ class CameraSettings:
     """``GevSCPD`` ticks."""
     frame_transmission_delay: int | None = None
     """``GevSCFTD`` ticks."""
+    offset_x: int | None = None
+    """ROI ``OffsetX`` pixels (after binning); the ROI size is the rig camera's image size."""
+    offset_y: int | None = None
+    """ROI ``OffsetY`` pixels (after binning)."""
+    binning_horizontal: int | None = None
+    """``BinningHorizontal`` factor (1, 2, 3, 4 …), applied before the ROI."""
+    binning_vertical: int | None = None
+    """``BinningVertical`` factor."""
+
+    def __post_init__(self) -> None:
+        for name in ("offset_x", "offset_y"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 0):
+                raise CaptureError(f"camera settings: {name} must be an integer >= 0, got {v!r}")
+        for name in ("binning_horizontal", "binning_vertical"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise CaptureError(f"camera settings: {name} must be an integer >= 1, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,19 @@ def _set_node(cam: Any, name: str, value: Any, camera_name: str, required: bool 
     except genicam.GenericException as exc:
         raise CaptureError(f"camera {camera_name!r}: cannot set {name}={value!r}: {exc}") from exc
     return True
+
+
+def _node_max(cam: Any, size_node: str) -> int | None:
+    """Width/Height available at offset 0 (``WidthMax``/``HeightMax``, else the node's Max)."""
+    from pypylon import genicam
+
+    node = cam.GetNodeMap().GetNode(f"{size_node}Max")
+    try:
+        if node is not None and genicam.IsReadable(node):
+            return int(getattr(cam, f"{size_node}Max").Value)
+        return int(getattr(cam, size_node).Max)
+    except genicam.GenericException:
+        return None
 
 
 def write_provider_frames(
@@ -257,6 +288,22 @@ class PylonSource:
         s = self.config.for_camera(cam.name)
         name = cam.name
         _set_node(dev, "PixelFormat", s.pixel_format, name, required=True)
+        # Binning first (it changes the maximum ROI), then the offsets to 0 so the size can
+        # reach its maximum, then the size, then the offsets (each only where the node
+        # exists and is writable).
+        for node, value in (
+            ("BinningHorizontal", s.binning_horizontal),
+            ("BinningVertical", s.binning_vertical),
+        ):
+            if value is not None and not _set_node(dev, node, value, name):
+                log.warning("camera %s: %s not available, binning %s ignored", name, node, value)
+        offsets = (
+            ("OffsetX", s.offset_x, "Width", cam.width),
+            ("OffsetY", s.offset_y, "Height", cam.height),
+        )
+        for node, value, _, _ in offsets:
+            if value is not None:
+                _set_node(dev, node, 0, name)
         for node, value in (("Width", cam.width), ("Height", cam.height)):
             maximum = getattr(dev, node).Max
             if value > maximum:
@@ -265,6 +312,17 @@ class PylonSource:
                     f"{cam.width}x{cam.height} exceeds the sensor's {node} maximum {maximum}"
                 )
             _set_node(dev, node, value, name)
+        for node, value, size_node, size in offsets:
+            if value is None:
+                continue
+            available = _node_max(dev, size_node)
+            if available is not None and value + size > available:
+                raise CaptureError(
+                    f"camera {name!r} (serial {cam.serial}): ROI {node}={value} + {size_node} "
+                    f"{size} exceeds the sensor's {available} pixels (after binning)"
+                )
+            if not _set_node(dev, node, value, name):
+                log.warning("camera %s: %s not available, offset %s ignored", name, node, value)
         got = (dev.Width.Value, dev.Height.Value)
         if got != (cam.width, cam.height):
             raise CaptureError(

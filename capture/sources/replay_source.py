@@ -43,6 +43,8 @@ class ReplaySource:
         self._stop = threading.Event()
         self._done = threading.Event()
         self._thread: threading.Thread | None = None
+        self._running = threading.Event()
+        self._running.set()
         self.errors = 0
 
     @property
@@ -75,6 +77,14 @@ class ReplaySource:
         with self._lock:
             self._position = position
 
+    def pause(self) -> None:
+        """Hold playback before the next set (also before the first: call before start)."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        """Continue after :meth:`pause` (pacing restarts from now)."""
+        self._running.set()
+
     def start(self, sink: FrameSink, on_error: ErrorSink) -> None:
         """Start the replay thread."""
         if self._thread is not None:
@@ -105,6 +115,11 @@ class ReplaySource:
                 if pos >= len(records):
                     break
                 rec = records[pos]
+                if not self._running.is_set():
+                    while not self._running.wait(0.05):
+                        if self._stop.is_set():
+                            return
+                    t_rec = None
                 if self.realtime:
                     if t_rec is None or rec.time_ns < t_rec:
                         t_rec, t_wall = rec.time_ns, time.monotonic_ns()
