@@ -1,7 +1,10 @@
 """``tempeh record``, ``tempeh takes show`` and ``tempeh bench-capture``.
 
-The emulated source plays :func:`capture.pattern.pattern_provider` frames through pylon's
-camera emulator (the virtual-studio renderer is wired in by the studio app, not here).
+The emulated source plays frames of the synthetic performer (:class:`inference.synth.
+PerformerFrames`: the procedural head rendered into the rig's cameras) through pylon's camera
+emulator; ``--pattern`` plays :func:`capture.pattern.pattern_provider`'s test pattern instead (a
+disc at the projection of a moving point: what the synchronisation tests and the capture
+benchmark use, as it costs no rendering).
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from capture.errors import CaptureError, ConfigError
 log = logging.getLogger(__name__)
 
 EMULATED_SETS = 48
-"""Provider sets written for the emulator (they loop)."""
+"""Test-pattern sets written for the emulator (they loop)."""
+PERFORMER_SETS = 24
+"""Rendered performer sets written for the emulator (they loop; rendering 16 views costs
+about 0.2-0.5 s a set on two cores, so this bounds the start-up time)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -41,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="software",
         help="pylon synchronisation: software trigger, FrameStart on Line1, or PTP free run "
         "grouped by device timestamps (the emulator always uses software trigger)",
+    )
+    r.add_argument(
+        "--pattern",
+        action="store_true",
+        help="emulated cameras show a synchronisation test pattern instead of the rendered head",
     )
     r.set_defaults(handler=_record)
 
@@ -193,23 +204,38 @@ def make_source(
     trigger: str = "software",
     subject: str | None = None,
     sequence: str | None = None,
+    pattern: bool = False,
 ) -> Any:
-    """Build the frame source named by ``--source``."""
+    """Build the frame source named by ``--source`` (``pattern``: emulated test pattern)."""
     from capture.sources.pylon_source import PylonConfig, PylonSource, TriggerMode, emulated_source
 
     if spec.startswith("replay:"):
         return open_replay(spec.removeprefix("replay:"), rig_spec, subject, sequence)
     rig = load_rig(rig_spec or "default16", size)
     if spec == "emulated":
-        from capture.pattern import pattern_provider
-
         rig = emulator_rig(rig)
-        return emulated_source(
-            rig, pattern_provider(rig), workdir, count=EMULATED_SETS, frame_rate=fps
-        )
+        provider = emulated_provider(rig, pattern, fps)
+        count = EMULATED_SETS if pattern else PERFORMER_SETS
+        try:
+            return emulated_source(rig, provider, workdir, count=count, frame_rate=fps)
+        finally:
+            if hasattr(provider, "close"):
+                provider.close()
     if spec == "pylon":
         return PylonSource(rig, PylonConfig(trigger=TriggerMode(trigger), frame_rate=fps))
     raise ConfigError(f"unknown source {spec!r} (emulated, pylon or replay:PATH)", field="--source")
+
+
+def emulated_provider(rig: Rig, pattern: bool, fps: float) -> Any:
+    """Frames for the emulated cameras: the rendered performer, or the test pattern."""
+    from capture.pattern import pattern_provider
+
+    if pattern:
+        return pattern_provider(rig)
+    from inference.procedural_head import load_procedural_head
+    from inference.synth import PerformerFrames
+
+    return PerformerFrames(rig, load_procedural_head(), seed=0, fps=fps)
 
 
 def record_take(source: Any, out: Path, seconds: float, codec: str, config: dict) -> dict:
@@ -270,6 +296,7 @@ def _record(args: argparse.Namespace) -> int:
             args.trigger,
             args.subject,
             args.sequence,
+            args.pattern,
         )
         config = {
             "source": args.source,

@@ -490,3 +490,57 @@ def write_preview(
     sheet.save(target)
     log.info("wrote preview %s", target)
     return target
+
+
+class PerformerFrames:
+    """A frame provider for the emulated cameras: the synthetic performer filmed by ``rig``.
+
+    Calling it with a set index returns one image per rig camera (``capture.pattern``'s
+    ``FrameProvider`` protocol), rendered with lens distortion and a seeded appearance at time
+    ``set_index / fps``. The GL context is created on the first call, on the calling thread, and
+    must be used and released (:meth:`close`) on that thread.
+
+    Parameters
+    ----------
+    rig : capture.camera.Rig
+        Cameras at the size the emulator delivers.
+    model_data : HeadModelData
+        The head to animate (procedural or FLAME).
+    seed : int
+        Motion, identity and appearance seed.
+    fps : float
+        Sets per second of the emulated capture (the performer's clock).
+    rgb : bool
+        RGB images instead of grayscale.
+    """
+
+    def __init__(
+        self,
+        rig: Rig,
+        model_data: HeadModelData,
+        seed: int = 0,
+        fps: float = 20.0,
+        rgb: bool = False,
+    ) -> None:
+        if fps <= 0:
+            raise ConfigError(f"fps must be positive, got {fps}", field="fps")
+        self.rig, self.fps, self.rgb, self.seed = rig, float(fps), rgb, int(seed)
+        self.template = model_data.template
+        self.material = material_weights(self.template)
+        self.performer = Performer(model_data, seed=seed, subject_seed=seed)
+        self._renderer: MultiViewRenderer | None = None
+
+    def __call__(self, set_index: int) -> list[np.ndarray]:
+        if self._renderer is None:
+            self._renderer = open_view_renderer(self.rig, 1, self.rgb)
+        vertices = self.performer.vertices(set_index / self.fps)
+        images = render_views(
+            self._renderer, vertices, self.template, self.material, self.seed, set_index
+        )
+        return list(images)
+
+    def close(self) -> None:
+        """Release the GL context (on the thread that rendered)."""
+        if self._renderer is not None:
+            self._renderer.release()
+            self._renderer = None

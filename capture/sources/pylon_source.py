@@ -160,10 +160,12 @@ def _node_max(cam: Any, size_node: str) -> int | None:
 def write_provider_frames(
     provider: FrameProvider, rig: Rig, folder: str | PathLike[str], count: int
 ) -> tuple[str, ...]:
-    """Write ``count`` provider sets as PNGs into one folder per camera (for ``ImageFileMode``).
+    """Write ``count`` provider sets as images into one folder per camera (``ImageFileMode``).
 
-    Files are ``<folder>/<index>_<name>/<set:06d>.png``; the emulator plays them in name order
-    and loops, so trigger ``k`` shows set ``k % count``. Returns the folders in view order.
+    Files are ``<folder>/<index>_<name>/<set:06d>.bmp``; the emulator plays them in name order
+    and loops, so trigger ``k`` shows set ``k % count``. Uncompressed BMP, because the emulator
+    decodes every file on every trigger and PNG decoding of textured 640×480 frames limits a
+    16-camera rig to about 13 sets/s on two cores. Returns the folders in view order.
     """
     root = Path(folder)
     dirs = [root / f"{i:02d}_{cam.name}" for i, cam in enumerate(rig.cameras)]
@@ -181,8 +183,8 @@ def write_provider_frames(
                     f"camera {cam.name!r}: provider image is {img.shape[1]}x{img.shape[0]}, "
                     f"the rig says {cam.width}x{cam.height}"
                 )
-            if not cv2.imwrite(str(d / f"{s:06d}.png"), img):
-                raise CaptureError(f"cannot write {d / f'{s:06d}.png'}")
+            if not cv2.imwrite(str(d / f"{s:06d}.bmp"), img):
+                raise CaptureError(f"cannot write {d / f'{s:06d}.bmp'}")
     return tuple(str(d) for d in dirs)
 
 

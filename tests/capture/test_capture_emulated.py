@@ -293,7 +293,7 @@ RECORD_SCRIPT = """
 import sys
 from app.cli import main
 sys.exit(main(["record", "--rig", "test4", "--size", "160x120", "--fps", "20",
-               "--seconds", "60", "--out", sys.argv[1]]))
+               "--seconds", "60", "--pattern", "--out", sys.argv[1]]))
 """
 
 
