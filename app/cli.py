@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "app.cmd_head",
     "app.cmd_capture",
     "app.cmd_synth",
+    "app.cmd_model",
+    "app.cmd_train",
 )
 """Modules that add subcommands, in the order they appear in ``--help``."""
 

@@ -238,9 +238,8 @@ def point_to_surface_loss(
     """
     faces = torch.as_tensor(faces, device=vertices.device).long()
     face_idx, _ = closest_faces(scan, vertices, faces)
-    tri = vertices[
-        torch.arange(vertices.shape[0], device=vertices.device)[:, None], faces[face_idx]
-    ]
+    batch = torch.arange(vertices.shape[0], device=vertices.device)[:, None, None]
+    tri = vertices[batch, faces[face_idx]]  # (B, M, 3 corners, 3)
     v0, v1, v2 = tri[..., 0, :], tri[..., 1, :], tri[..., 2, :]
     e1, e2, w = v1 - v0, v2 - v0, scan - v0
     n = torch.cross(e1, e2, dim=-1)

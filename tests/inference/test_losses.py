@@ -190,3 +190,22 @@ def test_loss_gradients_match_finite_differences() -> None:
     )
     assert torch.autograd.gradcheck(lambda v: L.v2v_loss(v, target, vw), (v,))
     assert torch.autograd.gradcheck(lambda v: L.edge_loss(v, target, edges, ew), (v,))
+
+
+def test_point_to_surface_loss_batches_like_single_samples() -> None:
+    from render.primitives import icosphere
+
+    v, f = icosphere(2, 50.0)
+    gen = torch.Generator().manual_seed(3)
+    base = torch.from_numpy(v)
+    meshes = torch.stack(
+        [base, base * 1.1 + torch.randn(base.shape, generator=gen, dtype=base.dtype)]
+    )
+    scan = torch.randn(2, 300, 3, generator=gen, dtype=base.dtype) * 40.0
+    loss, per_point = L.point_to_surface_loss(scan, meshes, torch.from_numpy(f))
+    singles = [L.point_to_surface_loss(scan[b : b + 1], meshes[b : b + 1], f) for b in range(2)]
+    for b, (_, single_points) in enumerate(singles):
+        torch.testing.assert_close(per_point[b], single_points[0], rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        loss, torch.stack([s[0] for s in singles]).mean(), rtol=1e-12, atol=0
+    )

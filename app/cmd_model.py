@@ -1,0 +1,137 @@
+"""``tempeh import-official`` and ``tempeh evaluate``: model files and their evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+HEATMAP_FRAMES = 3
+"""Frames whose error heat maps ``evaluate`` renders."""
+
+HEATMAP_MAX_MM = 10.0
+"""Vertex-to-vertex error drawn in full red."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``import-official`` and ``evaluate``."""
+    p = subparsers.add_parser(
+        "import-official",
+        help="convert official TEMPEH coarse + refinement checkpoints into one model file",
+        description="Reads the official {'model': state_dict} files (weights only) and writes "
+        "a tempeh-studio model built on the FLAME template.",
+    )
+    p.add_argument("--coarse", type=Path, required=True, help="coarse run dir or .pth file")
+    p.add_argument("--refinement", type=Path, required=True, help="refinement run dir or .pth file")
+    p.add_argument("--flame", type=Path, required=True, help="FLAME pickle (generic_model.pkl)")
+    p.add_argument("--masks", type=Path, default=None, help="TEMPEH vertex_masks2.npz")
+    p.add_argument(
+        "--compat",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="reproduce the official quirks the weights were trained with (default on)",
+    )
+    p.add_argument("--out", type=Path, required=True, help="output model file (.pt)")
+    p.set_defaults(handler=_import_official)
+
+    p = subparsers.add_parser(
+        "evaluate",
+        help="scan-to-mesh and vertex-to-vertex errors of a model on a dataset split",
+    )
+    p.add_argument("--model", required=True, help="model file (.pt) or 'default'")
+    p.add_argument("--data", type=Path, required=True, help="dataset root")
+    p.add_argument("--split", default="test", help="frame list name (default test)")
+    p.add_argument("--out", type=Path, required=True, help="report folder")
+    p.add_argument("--views", type=int, default=None, help="use K random views per frame")
+    p.add_argument("--max-frames", type=int, default=None, help="evaluate at most N frames")
+    p.add_argument("--seed", type=int, default=0, help="seed of the view choice")
+    p.add_argument(
+        "--scan-points", type=int, default=20000, help="scan points per frame (default 20000)"
+    )
+    p.add_argument("--flame", type=Path, default=None, help="FLAME pickle for FLAME models")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--no-heatmaps", action="store_true", help="skip the heat-map renders")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(handler=_evaluate)
+
+
+def _import_official(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from inference.flame import load_flame
+    from inference.model_store import save_model
+    from inference.network.model import TempehModel
+    from inference.network.official import import_official
+    from inference.network.presets import preset
+
+    template = load_flame(args.flame, args.masks).template
+    config = dataclasses.replace(preset("tempeh"), compat=args.compat, template="flame")
+    model = TempehModel(config, template)
+    import_official(args.coarse, args.refinement, model)
+    spec = {
+        "kind": "flame",
+        "path": str(args.flame),
+        "masks": None if args.masks is None else str(args.masks),
+    }
+    path = save_model(args.out, model, spec)
+    print(f"wrote {path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from capture.errors import ConfigError
+    from inference.evaluation import evaluate, heat_colors, write_report
+    from inference.model_store import load_model
+
+    model, template = load_model(args.model, args.device, args.flame)
+    args.out.mkdir(parents=True, exist_ok=True)
+    renders: list[Path] = []
+
+    def heatmaps(i: int, sample, meshes) -> None:
+        if args.no_heatmaps or i >= HEATMAP_FRAMES:
+            return
+        from render.snapshot import render_views, save_png
+
+        for stage in ("coarse", "refined"):
+            colors = heat_colors(meshes[f"{stage}_v2v"], HEATMAP_MAX_MM)
+            image = render_views(
+                meshes[stage], template.faces, size=256, mode="colors", color=colors
+            )
+            path = args.out / f"heatmap_{i:03d}_{sample.subject}_{sample.sequence}_{stage}.png"
+            save_png(path, image)
+            renders.append(path)
+
+    try:
+        report = evaluate(
+            model,
+            template,
+            args.data,
+            args.split,
+            views=args.views,
+            max_frames=args.max_frames,
+            seed=args.seed,
+            device=args.device,
+            scan_points=args.scan_points,
+            on_frame=heatmaps,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="--views") from exc
+    path = write_report(report, args.out)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"wrote {path} and {len(renders)} heat maps ({report['frames']} frames)")
+        for stage in ("coarse", "refined"):
+            stats = report[stage]
+            print(
+                f"{stage:8s} v2v median {_fmt(stats['v2v']['median_mm'])} mm, "
+                f"s2m median {_fmt(stats['s2m']['median_mm'])} mm"
+            )
+    return 0
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"

@@ -1,0 +1,58 @@
+"""``tempeh train``: train the coarse or refinement stage on a TEMPEH-layout dataset."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train``."""
+    p = subparsers.add_parser(
+        "train",
+        help="train the coarse or refinement stage (CPU or CUDA; DDP under torchrun)",
+        description="Writes RUN_DIR/config.json, RUN_DIR/checkpoints/step_XXXXXXXX.pt and "
+        "TensorBoard logs in RUN_DIR/logs. Launch with `python -m torch.distributed.run "
+        "--nproc_per_node N -m app.cli train ...` for several processes.",
+    )
+    p.add_argument("--stage", choices=("coarse", "refine"), required=True)
+    p.add_argument("--preset", choices=("lite", "tempeh"), default="lite")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (tempeh synth)")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--steps", type=int, default=1000, help="total optimizer steps")
+    p.add_argument("--coarse-run", type=Path, help="refine: coarse run feeding the refinement")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
+    p.add_argument("--batch-size", type=int, default=2, help="frames per step and process")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-every", type=int, default=100, help="validation interval (0: never)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint interval")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from inference.training.config import TrainConfig
+    from inference.training.trainer import train
+
+    cfg = TrainConfig.from_preset(
+        args.preset,
+        stage=args.stage,
+        data=str(args.data),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        device=args.device,
+        amp=args.amp,
+        coarse_run=None if args.coarse_run is None else str(args.coarse_run),
+        val_every=args.val_every,
+        checkpoint_every=args.checkpoint_every,
+    )
+    result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
+    if result.checkpoint is not None:
+        print(f"step {result.step}: {result.checkpoint} ({result.steps_per_second:.2f} steps/s)")
+    return 0

@@ -1,0 +1,1 @@
+"""Training of the TEMPEH stages: one trainer (``trainer``); the stages plug in (``stages``)."""

@@ -1,0 +1,326 @@
+"""The two TEMPEH stages as plug-ins of the one trainer (style rule 8).
+
+A batch is the dict of :func:`inference.dataset.collate_frames` after the trainer has moved it
+to the device and picked the views: ``images`` (B, V, 3, H, W) ImageNet-normalised at the
+stage's resolution, ``K`` (B, V, 3, 3) pixels, ``Rt`` (B, V, 3, 4) mm, ``dist`` (B, V, 2),
+``centers`` (B, V, 3) mm, ``registration`` (B, N, 3) mm, ``scan`` (B, M, 3) mm or absent.
+Predictions are a dict with ``vertices`` (B, N, 3) mm, rig frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
+from torch import Tensor, nn
+
+from capture.errors import CheckpointError, ConfigError
+from inference.head_data import HeadTemplate
+from inference.losses import (
+    EDGE_WEIGHTS_COARSE,
+    EDGE_WEIGHTS_REFINEMENT,
+    edge_loss,
+    edge_vertex_weights,
+    edge_weights,
+    official_edges,
+    point_to_surface_loss,
+    region_vertex_weights,
+    v2v_loss,
+)
+from inference.network.coarse import CoarseStage
+from inference.network.config import ModelConfig
+from inference.network.refine import RefineStage
+from inference.training.checkpoints import latest_checkpoint, load_checkpoint
+from inference.training.config import Phase, TrainConfig
+
+LOCALIZER_PREFIX = "sparse_point_net.grid_refiner."
+
+
+class Stage(Protocol):
+    """What the trainer needs of a stage."""
+
+    name: str
+
+    def resize_factor(self, model_config: ModelConfig) -> int:
+        """Full calibration size / the size of the images this stage is fed."""
+        ...
+
+    def build(self, model_config: ModelConfig, template: HeadTemplate) -> nn.Module:
+        """The trainable module (its ``state_dict`` is what checkpoints hold)."""
+        ...
+
+    def forward(
+        self, module: nn.Module, batch: dict, train: bool, generator: torch.Generator
+    ) -> dict[str, Tensor]:
+        """Predictions of a batch; ``module`` may be wrapped in DDP."""
+        ...
+
+    def losses(
+        self, predictions: dict[str, Tensor], batch: dict, phase: Phase
+    ) -> dict[str, Tensor]:
+        """Weighted loss terms and their sum under ``"total"``."""
+        ...
+
+    def param_groups(self, module: nn.Module, cfg: TrainConfig) -> list[dict]:
+        """AdamW parameter groups."""
+        ...
+
+
+class _TemplateLosses:
+    """The loss terms of reference section 4.1 for one template (constant tensors only)."""
+
+    def __init__(self, template: HeadTemplate, edge_table: dict[str, tuple[float, int]]) -> None:
+        self.template = template
+        self.faces = torch.as_tensor(template.faces, dtype=torch.long)
+        self.edges = torch.as_tensor(official_edges(template.faces), dtype=torch.long)
+        vw = edge_vertex_weights(
+            template.num_vertices, template.faces, template.regions, edge_table
+        )
+        self.edge_weights = edge_weights(self.edges, vw).float()
+
+    def __call__(self, pred: Tensor, batch: dict, phase: Phase) -> dict[str, Tensor]:
+        pred = pred.float()
+        target = batch["registration"]
+        out: dict[str, Tensor] = {}
+        if phase.v2v_weight:
+            w = region_vertex_weights(
+                self.template.num_vertices, self.template.regions, phase.v2v_region_weights
+            ).to(pred)
+            out["v2v"] = phase.v2v_weight * v2v_loss(pred, target, w)
+        if phase.edge_weight:
+            out["edge"] = phase.edge_weight * edge_loss(
+                pred,
+                target,
+                self.edges.to(pred.device),
+                self.edge_weights.to(pred),
+            )
+        if phase.p2s_weight:
+            scan = batch.get("scan")
+            if not isinstance(scan, Tensor):
+                raise ConfigError(
+                    "the point-to-surface loss needs scans; set scan_points > 0",
+                    field="scan_points",
+                )
+            faces = self.faces.to(pred.device)
+            out["p2s"] = phase.p2s_weight * point_to_surface_loss(scan, pred, faces)[0]
+        out["total"] = sum(out.values(), torch.zeros((), device=pred.device))
+        return out
+
+
+def _groups(module: nn.Module, cfg: TrainConfig) -> list[dict]:
+    main, localizer = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            (localizer if LOCALIZER_PREFIX in name else main).append(p)
+    groups = [{"params": main, "lr": cfg.lr, "name": "main"}]
+    if localizer:
+        groups.append({"params": localizer, "lr": cfg.localizer_lr, "name": "localizer"})
+    return groups
+
+
+class CoarseTrainingStage:
+    """The coarse stage: random search-grid rotation while training."""
+
+    name = "coarse"
+
+    def __init__(self, template: HeadTemplate) -> None:
+        self._losses = _TemplateLosses(template, EDGE_WEIGHTS_COARSE)
+
+    def resize_factor(self, model_config: ModelConfig) -> int:
+        return model_config.coarse.image_resize_factor
+
+    def build(self, model_config: ModelConfig, template: HeadTemplate) -> nn.Module:
+        return CoarseStage(model_config.coarse, template.num_vertices, model_config.compat)
+
+    def forward(
+        self, module: nn.Module, batch: dict, train: bool, generator: torch.Generator
+    ) -> dict[str, Tensor]:
+        out = module(
+            batch["images"],
+            batch["K"],
+            batch["Rt"],
+            batch["dist"],
+            batch["view_mask"],
+            train,
+            generator,
+        )
+        return {"vertices": out.vertices}
+
+    def losses(
+        self, predictions: dict[str, Tensor], batch: dict, phase: Phase
+    ) -> dict[str, Tensor]:
+        return self._losses(predictions["vertices"], batch, phase)
+
+    def param_groups(self, module: nn.Module, cfg: TrainConfig) -> list[dict]:
+        return _groups(module, cfg)
+
+
+class RefineTrainingModule(nn.Module):
+    """The refinement stage plus an optional frozen coarse stage that feeds it.
+
+    Parameters
+    ----------
+    refine : RefineStage
+    coarse : CoarseStage or None
+        Frozen (no gradients, always in eval mode); ``None``: coarse vertices are given.
+    coarse_factor : int
+        Resize factor of the coarse stage relative to the full calibration size.
+    refine_factor : int
+        The same for the refinement images this module is fed.
+    """
+
+    def __init__(
+        self,
+        refine: RefineStage,
+        coarse: CoarseStage | None,
+        coarse_factor: int,
+        refine_factor: int,
+    ) -> None:
+        super().__init__()
+        self.refine = refine
+        self.coarse = coarse
+        self.coarse_factor = coarse_factor
+        self.refine_factor = refine_factor
+        if coarse is not None:
+            coarse.requires_grad_(False)
+            coarse.eval()
+
+    def train(self, mode: bool = True) -> RefineTrainingModule:
+        super().train(mode)
+        if self.coarse is not None:
+            self.coarse.eval()
+        return self
+
+    def forward(
+        self,
+        images: Tensor,
+        K: Tensor,
+        Rt: Tensor,
+        dist: Tensor,
+        centers: Tensor,
+        view_mask: Tensor,
+        coarse_vertices: Tensor | None,
+        random_rotation: bool,
+        generator: torch.Generator,
+    ) -> tuple[Tensor, Tensor]:
+        """(refined, coarse) vertices, (B, N, 3) mm; ``images`` at the refinement size."""
+        if coarse_vertices is None:
+            if self.coarse is None:
+                raise ConfigError("no coarse model and no coarse vertices", field="coarse_run")
+            h, w = images.shape[-2:]
+            r = self.coarse_factor / self.refine_factor
+            size = (int(h / r), int(w / r))
+            # normalisation is affine per channel, so resizing normalised images is exact
+            small = F.interpolate(
+                images.flatten(0, 1), size=size, mode="bilinear", antialias=True
+            ).unflatten(0, images.shape[:2])
+            scale = torch.tensor([size[1] / w, size[0] / h, 1.0], dtype=K.dtype, device=K.device)
+            with torch.no_grad():
+                coarse_vertices = self.coarse(
+                    small, K * scale.view(3, 1), Rt, dist, view_mask
+                ).vertices
+        refined = self.refine(
+            images, K, Rt, dist, centers, coarse_vertices, view_mask, random_rotation, generator
+        )
+        return refined, coarse_vertices
+
+
+class RefineTrainingStage:
+    """The refinement stage fed by a frozen coarse model, or by the registration + noise.
+
+    Parameters
+    ----------
+    template : HeadTemplate
+    coarse_run : path or None
+        A coarse run folder: its latest checkpoint predicts the coarse meshes and its
+        ``feature_net.*`` initialises the refinement feature net.
+    noise_mm : float
+        Without ``coarse_run``: standard deviation of the noise added to the registration.
+    """
+
+    name = "refine"
+
+    def __init__(
+        self, template: HeadTemplate, coarse_run: str | Path | None, noise_mm: float = 2.0
+    ) -> None:
+        self._losses = _TemplateLosses(template, EDGE_WEIGHTS_REFINEMENT)
+        self.coarse_run = None if coarse_run is None else Path(coarse_run)
+        self.noise_mm = noise_mm
+
+    def resize_factor(self, model_config: ModelConfig) -> int:
+        return model_config.refine.image_resize_factor
+
+    def build(self, model_config: ModelConfig, template: HeadTemplate) -> nn.Module:
+        verts = torch.as_tensor(template.vertices, dtype=torch.float32)
+        faces = torch.as_tensor(template.faces, dtype=torch.long)
+        refine = RefineStage(model_config.refine, verts, faces, model_config.compat)
+        coarse = None
+        coarse_factor = model_config.coarse.image_resize_factor
+        if self.coarse_run is not None:
+            coarse_cfg = TrainConfig.load(self.coarse_run)
+            if coarse_cfg.stage != "coarse":
+                raise ConfigError(
+                    f"expected a coarse run, found stage {coarse_cfg.stage!r}",
+                    path=self.coarse_run,
+                )
+            path = latest_checkpoint(self.coarse_run)
+            if path is None:
+                raise CheckpointError("the coarse run has no checkpoint", path=self.coarse_run)
+            state = load_checkpoint(path)["model"]
+            coarse = CoarseStage(
+                coarse_cfg.model.coarse, template.num_vertices, coarse_cfg.model.compat
+            )
+            try:
+                coarse.load_state_dict(state)
+                refine.feature_net.load_state_dict(
+                    {
+                        k.removeprefix("feature_net."): v
+                        for k, v in state.items()
+                        if k.startswith("feature_net.")
+                    }
+                )
+            except RuntimeError as exc:
+                raise CheckpointError(f"does not fit the model: {exc}", path=path) from exc
+            coarse_factor = coarse_cfg.model.coarse.image_resize_factor
+        return RefineTrainingModule(
+            refine, coarse, coarse_factor, model_config.refine.image_resize_factor
+        )
+
+    def forward(
+        self, module: nn.Module, batch: dict, train: bool, generator: torch.Generator
+    ) -> dict[str, Tensor]:
+        inner = getattr(module, "module", module)
+        given = None
+        if inner.coarse is None:
+            reg = batch["registration"]
+            noise = torch.randn(reg.shape, generator=generator)
+            given = reg + self.noise_mm * noise.to(reg)
+        refined, coarse = module(
+            batch["images"],
+            batch["K"],
+            batch["Rt"],
+            batch["dist"],
+            batch["centers"],
+            batch["view_mask"],
+            given,
+            train,
+            generator,
+        )
+        return {"vertices": refined, "coarse": coarse}
+
+    def losses(
+        self, predictions: dict[str, Tensor], batch: dict, phase: Phase
+    ) -> dict[str, Tensor]:
+        return self._losses(predictions["vertices"], batch, phase)
+
+    def param_groups(self, module: nn.Module, cfg: TrainConfig) -> list[dict]:
+        return _groups(module, cfg)
+
+
+def make_stage(cfg: TrainConfig, template: HeadTemplate) -> Stage:
+    """The stage plug-in of ``cfg.stage``."""
+    if cfg.stage == "coarse":
+        return CoarseTrainingStage(template)
+    return RefineTrainingStage(template, cfg.coarse_run, cfg.coarse_noise_mm)

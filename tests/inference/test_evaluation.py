@@ -1,0 +1,174 @@
+"""Evaluation metrics, ``tempeh evaluate``, our model file and ``tempeh import-official``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from app.cli import main
+from capture.errors import CheckpointError
+from inference.evaluation import (
+    error_statistics,
+    face_region_labels,
+    scan_to_mesh,
+    vertex_errors,
+    vertex_region_labels,
+)
+from inference.head_model import load_head_model_data
+from inference.model_store import load_model, save_model
+from inference.network.model import TempehModel
+from inference.network.presets import preset
+
+STAT_KEYS = {"median_mm", "mean_mm", "p90_mm"}
+
+
+@pytest.fixture(scope="module")
+def procedural_template():
+    return load_head_model_data("procedural").template
+
+
+@pytest.fixture(scope="module")
+def lite_model_file(tmp_path_factory, procedural_template):
+    torch.manual_seed(0)
+    model = TempehModel(preset("lite"), procedural_template)
+    path = tmp_path_factory.mktemp("model") / "lite.pt"
+    save_model(path, model, {"kind": "procedural"})
+    return path, model
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth") / "data"
+    argv = ["synth", "--rig", "test4", "--subjects", "2", "--sequences", "1", "--frames", "2"]
+    assert main([*argv, "--seed", "1", "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+def test_error_statistics_exact():
+    errors = np.arange(11, dtype=np.float64)  # 0..10
+    stats = error_statistics(errors)
+    assert stats == {"median_mm": 5.0, "mean_mm": 5.0, "p90_mm": 9.0}
+    stats = error_statistics(torch.tensor([1.0, 2.0, 3.0, 10.0]))
+    assert stats["median_mm"] == 2.5
+    assert stats["mean_mm"] == 4.0
+    assert stats["p90_mm"] == pytest.approx(3.0 + 0.7 * 7.0)
+    assert error_statistics(np.zeros(0)) == dict.fromkeys(STAT_KEYS)
+
+
+def test_registration_against_itself_is_zero(procedural_template):
+    v = torch.as_tensor(procedural_template.vertices, dtype=torch.float32)[None]
+    faces = torch.as_tensor(procedural_template.faces)
+    assert vertex_errors(v, v).abs().max() == 0
+    dist, face_idx = scan_to_mesh(v[:, ::7], v, faces)
+    assert dist.max().item() == pytest.approx(0.0, abs=1e-3)
+    assert face_idx.shape == dist.shape
+
+
+def test_region_labels_keep_small_regions(procedural_template):
+    names, labels = vertex_region_labels(procedural_template)
+    for name in ("lips", "left_eye_region", "left_eyeball"):
+        if name in names:
+            assert (labels == names.index(name)).any()
+    flabels = face_region_labels(procedural_template.faces, labels)
+    assert flabels.shape == (len(procedural_template.faces),)
+
+
+def _check_stats(stats):
+    assert set(stats) == STAT_KEYS
+    for value in stats.values():
+        assert value is None or math.isfinite(value)
+
+
+@pytest.mark.gl
+def test_evaluate_cli_json(tmp_path, capsys, lite_model_file, tiny_dataset, procedural_template):
+    path, _ = lite_model_file
+    out = tmp_path / "report"
+    argv = ["evaluate", "--model", str(path), "--data", str(tiny_dataset), "--out", str(out)]
+    code = main([*argv, "--max-frames", "1", "--scan-points", "200", "--views", "3", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) == {"frames", "coarse", "refined"}
+    assert report["frames"] == 1
+    for stage in ("coarse", "refined"):
+        assert set(report[stage]) == {"v2v", "s2m", "regions"}
+        _check_stats(report[stage]["v2v"])
+        _check_stats(report[stage]["s2m"])
+        assert report[stage]["v2v"]["median_mm"] is not None
+        assert set(report[stage]["regions"]) == set(procedural_template.regions)
+        for region in report[stage]["regions"].values():
+            assert set(region) == {"v2v", "s2m"}
+            _check_stats(region["v2v"])
+            _check_stats(region["s2m"])
+    assert json.loads((out / "report.json").read_text()) == report
+    pngs = sorted(out.glob("heatmap_*.png"))
+    assert len(pngs) == 2 and all(p.stat().st_size > 0 for p in pngs)
+
+
+def test_evaluate_default_model_not_shipped(tmp_path, capsys, tiny_dataset):
+    argv = ["evaluate", "--model", "default", "--data", str(tiny_dataset)]
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 2
+    assert "default model is not shipped yet" in capsys.readouterr().err
+
+
+def test_model_file_round_trip(lite_model_file):
+    path, model = lite_model_file
+    loaded, template = load_model(path)
+    assert template.num_vertices == model.coarse.num_vertices
+    for a, b in ((model.coarse, loaded.coarse), (model.refine, loaded.refine)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_corrupted_model_file_names_file(tmp_path, lite_model_file):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(lite_model_file[0].read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=r"bad\.pt"):
+        load_model(bad)
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something-else"}, other)
+    with pytest.raises(CheckpointError, match=r"other\.pt.*not a tempeh-studio-model"):
+        load_model(other)
+    with pytest.raises(CheckpointError, match=r"missing\.pt"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_template_mismatch_names_file(tmp_path, lite_model_file):
+    data = torch.load(lite_model_file[0], weights_only=True)
+    data["num_vertices"] = 5023
+    wrong = tmp_path / "wrong_template.pt"
+    torch.save(data, wrong)
+    with pytest.raises(CheckpointError, match=r"wrong_template\.pt.*5023-vertex"):
+        load_model(wrong)
+
+
+def test_import_official_round_trip(tmp_path, capsys):
+    from inference.flame import load_flame
+    from inference.flame_standin import write_flame_standin
+    from inference.network.official import export_official_layout
+
+    flame = write_flame_standin(tmp_path / "flame.pkl", seed=3)
+    torch.manual_seed(1)
+    model = TempehModel(preset("tempeh"), load_flame(flame).template)
+    coarse, refine = export_official_layout(model)
+    (tmp_path / "coarse" / "checkpoints").mkdir(parents=True)
+    torch.save({"model": coarse}, tmp_path / "coarse" / "checkpoints" / "model_00000001.pth")
+    torch.save({"model": refine}, tmp_path / "refine.pth")
+    out = tmp_path / "official.pt"
+    argv = ["import-official", "--coarse", str(tmp_path / "coarse")]
+    argv += ["--refinement", str(tmp_path / "refine.pth"), "--flame", str(flame)]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    loaded, template = load_model(out)
+    assert template.num_vertices == 5023
+    assert loaded.config.compat is True
+    for ours, theirs in (
+        (coarse, loaded.coarse.state_dict()),
+        (refine, loaded.refine.state_dict()),
+    ):
+        assert ours.keys() == theirs.keys()
+        assert all(torch.equal(ours[k], theirs[k]) for k in ours)

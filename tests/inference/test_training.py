@@ -1,0 +1,172 @@
+"""The one trainer on a tiny synthetic dataset (4-camera rig at 64x48, procedural head), CPU."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from capture.default_rigs import load_shipped_rig
+from capture.errors import ConfigError
+from inference.head_model import load_head_model_data
+from inference.network.presets import LITE
+from inference.synth import SynthConfig, write_synthetic_dataset
+from inference.training.checkpoints import latest_checkpoint, load_checkpoint
+from inference.training.config import Phase, TrainConfig
+from inference.training.trainer import train
+
+REPO = Path(__file__).resolve().parents[2]
+# coarse images at 32x24, refinement at the full 64x48
+TINY = dataclasses.replace(
+    LITE,
+    coarse=dataclasses.replace(LITE.coarse, image_resize_factor=2),
+    refine=dataclasses.replace(LITE.refine, image_resize_factor=1, render_size=64),
+)
+SUPERVISED = (Phase(10_000),)
+
+
+def tiny_config(data: Path, **options) -> TrainConfig:
+    base = {
+        "stage": "coarse",
+        "preset": "lite",
+        "model": TINY,
+        "data": str(data),
+        "steps": 6,
+        "batch_size": 2,
+        "schedule": SUPERVISED,
+        "scan_points": 100,
+        "val_every": 0,
+        "checkpoint_every": 0,
+        "val_frames": 2,
+        "log_every": 1,
+    }
+    base.update(options)
+    return TrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synth")
+    config = SynthConfig(rig="test4", subjects=3, sequences=1, frames=4, seed=1, downscale=1)
+    write_synthetic_dataset(
+        load_shipped_rig("test4"), load_head_model_data("procedural"), out, config, progress=False
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def coarse_run(data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("coarse")
+    cfg = tiny_config(data, steps=30, val_every=5, lr=3e-3)
+    return run, train(cfg, run, progress=False)
+
+
+def test_coarse_training_reduces_loss_and_validation_error(coarse_run):
+    run, result = coarse_run
+    assert result.step == 30
+    first, last = result.losses[:5], result.losses[-5:]
+    assert sum(last) / 5 < 0.7 * sum(first) / 5, result.losses
+    errors = [v["v2v_mm"] for v in result.validation]
+    assert errors[-1] < errors[0], errors
+    assert latest_checkpoint(run).name == "step_00000030.pt"
+    assert (run / "config.json").is_file()
+    assert any((run / "logs").iterdir())
+
+
+def test_resume_is_bit_exact(data, tmp_path):
+    cfg = tiny_config(data, steps=6)
+    straight = train(cfg, tmp_path / "straight", progress=False)
+    train(cfg, tmp_path / "split", stop_after=3, progress=False)
+    assert latest_checkpoint(tmp_path / "split").name == "step_00000003.pt"
+    resumed = train(cfg, tmp_path / "split", resume=True, progress=False)
+    assert resumed.step == straight.step == 6
+    a = load_checkpoint(straight.checkpoint)
+    b = load_checkpoint(resumed.checkpoint)
+    assert a["model"].keys() == b["model"].keys()
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for sa, sb in zip(
+        a["optimizer"]["state"].values(), b["optimizer"]["state"].values(), strict=True
+    ):
+        for key in sa:
+            assert torch.equal(torch.as_tensor(sa[key]), torch.as_tensor(sb[key])), key
+
+
+_DDP_WORKER = """
+import os, sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {repo!r})
+from inference.training.config import TrainConfig
+from inference.training.trainer import train
+cfg = TrainConfig.load({cfg_dir!r})
+result = train(cfg, {run!r}, progress=False)
+torch.save(result.module.state_dict(), os.path.join({run!r}, f"rank{{os.environ['RANK']}}.pt"))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_cpu_processes_end_with_identical_weights(data, tmp_path):
+    cfg = tiny_config(data, steps=3)
+    cfg_dir, run = tmp_path / "cfg", tmp_path / "run"
+    cfg.save(cfg_dir)
+    script = tmp_path / "worker.py"
+    script.write_text(
+        textwrap.dedent(_DDP_WORKER).format(repo=str(REPO), cfg_dir=str(cfg_dir), run=str(run))
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        str(script),
+    ]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = torch.load(run / "rank0.pt", weights_only=True)
+    b = torch.load(run / "rank1.pt", weights_only=True)
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key
+    assert latest_checkpoint(run).name == "step_00000003.pt"
+
+
+def test_refine_stage_trains_from_a_coarse_run(data, coarse_run, tmp_path):
+    run, _ = coarse_run
+    cfg = tiny_config(data, stage="refine", coarse_run=str(run), steps=2, val_every=2, schedule=())
+    result = train(cfg, tmp_path / "refine", progress=False)
+    assert result.step == 2
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    assert result.validation and result.validation[-1]["v2v_mm"] > 0
+    coarse = load_checkpoint(latest_checkpoint(run))["model"]
+    refined = load_checkpoint(result.checkpoint)["model"]
+    # the frozen coarse model is the coarse run's, unchanged by refinement training
+    for key, value in coarse.items():
+        assert torch.equal(value, refined[f"coarse.{key}"]), key
+
+
+def test_missing_data_dir_is_named(tmp_path):
+    missing = tmp_path / "nowhere"
+    with pytest.raises(ConfigError, match="nowhere"):
+        train(tiny_config(missing), tmp_path / "run", progress=False)
+
+
+def test_resume_with_another_preset_is_refused(data, coarse_run):
+    run, _ = coarse_run
+    cfg = TrainConfig.from_preset("tempeh", data=str(data), steps=40)
+    with pytest.raises(ConfigError, match="preset"):
+        train(cfg, run, resume=True, progress=False)
