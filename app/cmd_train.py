@@ -1,4 +1,5 @@
-"""``tempeh train``: train the coarse or refinement stage on a TEMPEH-layout dataset."""
+"""``tempeh train`` (a coarse or refinement stage on a TEMPEH-layout dataset) and
+``tempeh export-model`` (two runs → one model file for ``evaluate`` and reconstruction)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint interval")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_train)
+    e = subparsers.add_parser(
+        "export-model",
+        help="combine the latest checkpoints of a coarse and a refinement run into MODEL.pt",
+    )
+    e.add_argument("--coarse-run", type=Path, required=True, help="coarse training run folder")
+    e.add_argument("--refine-run", type=Path, required=True, help="refinement run folder")
+    e.add_argument("--out", type=Path, required=True, help="model file to write (.pt)")
+    e.set_defaults(handler=_export)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -55,4 +64,12 @@ def _train(args: argparse.Namespace) -> int:
     result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if result.checkpoint is not None:
         print(f"step {result.step}: {result.checkpoint} ({result.steps_per_second:.2f} steps/s)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from inference.training.export import export_runs
+
+    path = export_runs(args.coarse_run, args.refine_run, args.out)
+    print(f"wrote {path}")
     return 0

@@ -13,13 +13,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from app.cli import main
 from capture.default_rigs import load_shipped_rig
 from capture.errors import ConfigError
 from inference.head_model import load_head_model_data
+from inference.model_store import load_model
 from inference.network.presets import LITE
 from inference.synth import SynthConfig, write_synthetic_dataset
 from inference.training.checkpoints import latest_checkpoint, load_checkpoint
 from inference.training.config import Phase, TrainConfig
+from inference.training.export import export_runs
 from inference.training.trainer import train
 
 REPO = Path(__file__).resolve().parents[2]
@@ -157,6 +160,18 @@ def test_refine_stage_trains_from_a_coarse_run(data, coarse_run, tmp_path):
     # the frozen coarse model is the coarse run's, unchanged by refinement training
     for key, value in coarse.items():
         assert torch.equal(value, refined[f"coarse.{key}"]), key
+    # both runs become one model file that loads back with the trained weights
+    model_file = tmp_path / "model.pt"
+    assert main(["export-model", "--coarse-run", str(run), "--refine-run", str(tmp_path / "refine"),
+                 "--out", str(model_file)]) == 0  # fmt: skip
+    model, template = load_model(model_file)
+    assert template.num_vertices == model.coarse.num_vertices
+    for key, value in model.coarse.state_dict().items():
+        assert torch.equal(value, coarse[key]), key
+    for key, value in model.refine.state_dict().items():
+        assert torch.equal(value, refined[f"refine.{key}"]), key
+    with pytest.raises(ConfigError, match="expected a coarse run"):
+        export_runs(tmp_path / "refine", tmp_path / "refine", tmp_path / "bad.pt")
 
 
 def test_missing_data_dir_is_named(tmp_path):
