@@ -21,7 +21,6 @@ paced or as-fast-as-possible playback on one thread (``indexed-replay``), and
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from os import PathLike
@@ -34,7 +33,7 @@ import numpy as np
 from capture.camera import Rig
 from capture.errors import CaptureError, StudioError, TakeError
 from capture.frames import Frame, FrameSet
-from capture.sources import ErrorSink, FrameSink
+from capture.sources.replay_base import ThreadedReplay
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ def read_image(path: Path, camera: str, frame: str | int) -> np.ndarray:
     return as_frame_image(img)
 
 
-class IndexedReplay:
+class IndexedReplay(ThreadedReplay):
     """Base of replays whose sets are numbered ``0 .. len-1``.
 
     Subclasses set ``_rig`` and implement :meth:`__len__`, :meth:`read_set` and may override
@@ -78,25 +77,14 @@ class IndexedReplay:
 
     _rig: Rig
 
+    thread_name = "indexed-replay"
+
     def __init__(self, fps: float = 0.0, start: int = 0) -> None:
+        super().__init__(start)
         self.fps = float(fps)
-        self._position = start
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._done = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._running = threading.Event()
-        self._running.set()
-        self.errors = 0
+        self._t_next = 0.0
 
     # ----------------------------------------------------------------- to implement
-
-    def __len__(self) -> int:
-        raise NotImplementedError
-
-    def read_set(self, position: int) -> tuple[list[np.ndarray | None], list[TakeError]]:
-        """Images of set ``position`` (None for a gap) and the errors of unreadable views."""
-        raise NotImplementedError
 
     def frame_label(self, position: int) -> int:
         """The frame number shown for set ``position`` (the ``frame_id`` of its frames)."""
@@ -118,26 +106,6 @@ class IndexedReplay:
     def nominal_fps(self) -> float:
         """The playback rate; 0 when playing as fast as possible."""
         return max(0.0, self.fps)
-
-    @property
-    def finished(self) -> bool:
-        """True once the last set was delivered."""
-        return self._done.is_set()
-
-    def seek(self, position: int) -> None:
-        """Continue from set ``position`` (0-based); thread-safe."""
-        if not 0 <= position < len(self):
-            raise CaptureError(f"seek to set {position}: the replay has {len(self)} sets")
-        with self._lock:
-            self._position = position
-
-    def pause(self) -> None:
-        """Hold playback before the next set (also before the first: call before start)."""
-        self._running.clear()
-
-    def resume(self) -> None:
-        """Continue after :meth:`pause` (pacing restarts from now)."""
-        self._running.set()
 
     # ----------------------------------------------------------------- direct reading
 
@@ -188,60 +156,20 @@ class IndexedReplay:
     def _frame(self, img: np.ndarray, i: int, pos: int, now: int) -> Frame:
         return Frame(img, i, self._rig.cameras[i].name, self.frame_label(pos), now, None, pos)
 
-    # ----------------------------------------------------------------- streaming
+    # ----------------------------------------------------------------- pacing
 
-    def start(self, sink: FrameSink, on_error: ErrorSink) -> None:
-        """Start the replay thread."""
-        if self._thread is not None:
-            raise CaptureError("replay already started")
-        self._stop.clear()
-        self._done.clear()
-        self._thread = threading.Thread(
-            target=self._run, args=(sink, on_error), name="indexed-replay", daemon=True
-        )
-        self._thread.start()
+    def _restart_clock(self) -> None:
+        self._t_next = time.monotonic()
 
-    def stop(self) -> None:
-        """Stop and join the replay thread (idempotent)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5.0)
-            self._thread = None
-
-    def _run(self, sink: FrameSink, on_error: ErrorSink) -> None:
-        period = 1.0 / self.fps if self.fps > 0 else 0.0
-        t_next = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                with self._lock:
-                    pos = self._position
-                    self._position += 1
-                if pos >= len(self):
-                    break
-                if not self._running.is_set():
-                    while not self._running.wait(0.05):
-                        if self._stop.is_set():
-                            return
-                    t_next = time.monotonic()
-                if period:
-                    delay = t_next - time.monotonic()
-                    if delay > 0 and self._stop.wait(delay):
-                        break
-                    t_next = max(t_next + period, time.monotonic() - period)
-                images, errors = self.read_set(pos)
-                for err in errors:
-                    self.errors += 1
-                    log.error("%s", err)
-                    on_error(err)
-                now = time.monotonic_ns()
-                for i, img in enumerate(images):
-                    if img is not None:
-                        sink(self._frame(img, i, pos, now))
-        except Exception as exc:  # reported to the session as an event
-            log.exception("replay failed")
-            on_error(exc)
-        finally:
-            self._done.set()
+    def _delay(self, position: int) -> float:
+        """At ``fps``: one period after the previous set (a late set does not bunch up later)."""
+        if self.fps <= 0:
+            return 0.0
+        period = 1.0 / self.fps
+        now = time.monotonic()
+        delay = self._t_next - now
+        self._t_next = max(self._t_next + period, max(now, self._t_next) - period)
+        return delay
 
 
 def famos_sequences(root: str | PathLike[str]) -> list[tuple[str, str]]:
