@@ -7,7 +7,7 @@ the volume axes ``i, j, k`` stepping along x, y, z ("ij" indexing), as in the of
 (``tempeh-reference.md`` §1.4, §2.2–2.6, §3.1–3.2).
 
 The feature fusion lives in :mod:`inference.fusion` and the depth-test visibility in
-:mod:`inference.visibility`; both are re-exported here so that callers need one import.
+:mod:`inference.visibility`.
 """
 
 from __future__ import annotations
@@ -330,14 +330,9 @@ def flatten_grid_points(grid_points: Tensor) -> Tensor:
     return grid_points.flatten(3).transpose(2, 3).flatten(1, 2)
 
 
-from inference.fusion import fuse_mean_var, sample_views, surface_aware_fusion  # noqa: E402
-from inference.visibility import compat_weights, vertex_visibility  # noqa: E402
-
 __all__ = [
-    "compat_weights",
     "decode_localizer",
     "flatten_grid_points",
-    "fuse_mean_var",
     "grid_offsets",
     "local_grid_points",
     "pixels_to_grid",
@@ -345,10 +340,7 @@ __all__ = [
     "quaternion_to_matrix",
     "random_rotations",
     "rotation_6d_to_matrix",
-    "sample_views",
     "soft_argmax",
-    "surface_aware_fusion",
     "vertex_normals",
-    "vertex_visibility",
     "warp_grid",
 ]

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from inference import geometry
+from inference import fusion, geometry
 from inference.network.config import CoarseConfig
 from inference.network.feature_net import FeatureNet
 from inference.network.localizer import RigidGridLocalizer
@@ -61,7 +61,7 @@ class CoarseStage(nn.Module):
     num_vertices : int
         Vertices of the head template (5023 for FLAME).
     compat : bool
-        Reproduce the official projection quirks (passed to ``geometry.sample_views``).
+        Reproduce the official projection quirks (passed to ``fusion.sample_views``).
     """
 
     def __init__(self, config: CoarseConfig, num_vertices: int, compat: bool = False) -> None:
@@ -143,8 +143,8 @@ class CoarseStage(nn.Module):
     ) -> Tensor:
         """Sample (B, V, F, H, W) features at (B, D^3, 3) points -> (B, 2F, D, D, D)."""
 
-        samples, _ = geometry.sample_views(feats, points, K, Rt, dist, self.compat)
-        fused = geometry.fuse_mean_var(samples, view_mask)
+        samples, _ = fusion.sample_views(feats, points, K, Rt, dist, self.compat)
+        fused = fusion.fuse_mean_var(samples, view_mask)
         return fused.view(fused.shape[0], fused.shape[1], d, d, d)
 
 

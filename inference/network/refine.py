@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from inference import geometry
+from inference import fusion, geometry, visibility
 from inference.network.coarse import check_views
 from inference.network.config import RefineConfig
 from inference.network.feature_net import FeatureNet
@@ -103,7 +103,7 @@ class RefineStage(nn.Module):
         with torch.no_grad():
             mesh = coarse_vertices.detach()
             normals = geometry.vertex_normals(mesh, self.faces)
-            vis = geometry.vertex_visibility(
+            vis = visibility.vertex_visibility(
                 mesh, self.faces, K, Rt, cfg.render_size, cfg.visibility_eps
             ).to(images.dtype)
             weights = torch.sigmoid(100.0 * vis) if self.compat else vis
@@ -120,8 +120,8 @@ class RefineStage(nn.Module):
             # (B, n, 3, d, d, d) grid points around each vertex, mm; sampled vertex-major
             points = geometry.local_grid_points(coarse_vertices[:, sl], offsets, rot)
             flat = geometry.flatten_grid_points(points)
-            samples, inside = geometry.sample_views(feats, flat, K, Rt, dist, self.compat)
-            fused = geometry.surface_aware_fusion(
+            samples, inside = fusion.sample_views(feats, flat, K, Rt, dist, self.compat)
+            fused = fusion.surface_aware_fusion(
                 samples,
                 inside,
                 points,

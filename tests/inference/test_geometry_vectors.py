@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from capture.camera import Camera, project
+from inference import fusion, visibility
 from inference import geometry as g
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ def test_coarse_fusion_mean_var(shared_vectors: Path) -> None:
     B, G = grids.shape[:2]
     points = grids.permute(0, 1, 3, 4, 5, 2).reshape(B, -1, 3)
     cams = (_t(d["K"])[None], _t(d["extrinsics"])[None], _t(d["distortion"])[None])
-    samples, _ = g.sample_views(_t(d["feature_maps"]), points, *cams, compat=True)
-    fused = g.fuse_mean_var(samples).view(B, 16, G, 6, 6, 6).transpose(1, 2)
+    samples, _ = fusion.sample_views(_t(d["feature_maps"]), points, *cams, compat=True)
+    fused = fusion.fuse_mean_var(samples).view(B, 16, G, 6, 6, 6).transpose(1, 2)
     np.testing.assert_allclose(fused.numpy(), d["mean_var"], rtol=1e-10, atol=1e-12)
 
 
@@ -61,13 +62,15 @@ def test_view_mask_excludes_views_exactly() -> None:
     gen = torch.Generator().manual_seed(0)
     samples = torch.randn(2, 5, 3, 7, generator=gen, dtype=torch.float64)
     mask = torch.tensor([[True, False, True, True, False], [True, True, True, True, True]])
-    fused = g.fuse_mean_var(samples, mask)
-    np.testing.assert_allclose(fused[0], g.fuse_mean_var(samples[:1, [0, 2, 3]])[0], atol=1e-14)
-    np.testing.assert_allclose(fused[1], g.fuse_mean_var(samples[1:])[0], atol=1e-14)
+    fused = fusion.fuse_mean_var(samples, mask)
+    np.testing.assert_allclose(
+        fused[0], fusion.fuse_mean_var(samples[:1, [0, 2, 3]])[0], atol=1e-14
+    )
+    np.testing.assert_allclose(fused[1], fusion.fuse_mean_var(samples[1:])[0], atol=1e-14)
     # The masked views' values must not matter at all.
     poisoned = samples.clone()
     poisoned[0, 1] = 1e6
-    assert torch.equal(g.fuse_mean_var(poisoned, mask)[0], fused[0])
+    assert torch.equal(fusion.fuse_mean_var(poisoned, mask)[0], fused[0])
 
 
 def test_projection_opencv_matches_capture_camera() -> None:
@@ -153,7 +156,7 @@ def test_vertex_normals(shared_vectors: Path) -> None:
 def test_visibility_and_render(shared_vectors: Path) -> None:
     d = _load(shared_vectors, "visibility.npz")
     faces = _t(_load(shared_vectors, "vertex_normals.npz")["faces"])
-    vis, render = g.vertex_visibility(
+    vis, render = visibility.vertex_visibility(
         _t(d["vertices"])[None],
         faces,
         _t(d["K"])[None],
@@ -165,7 +168,9 @@ def test_visibility_and_render(shared_vectors: Path) -> None:
     log.info("visibility agreement %.5f, render pixels equal %.5f", agree, pixels)
     assert agree >= 0.995
     assert pixels >= 0.99
-    np.testing.assert_allclose(g.compat_weights(vis).numpy(), d["visibility_sigmoid"], atol=1e-6)
+    np.testing.assert_allclose(
+        visibility.compat_weights(vis).numpy(), d["visibility_sigmoid"], atol=1e-6
+    )
 
 
 def test_refine_fusion(shared_vectors: Path) -> None:
@@ -173,10 +178,10 @@ def test_refine_fusion(shared_vectors: Path) -> None:
     grids = g.local_grid_points(_t(d["vertices"]), _t(d["local_offsets"]).double())
     np.testing.assert_allclose(grids.numpy(), d["grids"], atol=1e-12)
     cams = (_t(d["K"])[None], _t(d["extrinsics"])[None], _t(d["distortion"])[None])
-    samples, inside = g.sample_views(
+    samples, inside = fusion.sample_views(
         _t(d["feature_maps"]), g.flatten_grid_points(grids), *cams, compat=True
     )
-    fused = g.surface_aware_fusion(
+    fused = fusion.surface_aware_fusion(
         samples, inside, grids, _t(d["camera_centers"]), _t(d["normals"]), _t(d["visibilities"])
     )
     np.testing.assert_allclose(fused.transpose(1, 2).numpy(), d["fused"], rtol=1e-10, atol=1e-12)
@@ -197,9 +202,9 @@ def test_surface_aware_fusion_view_mask_zero_weight() -> None:
     )
     vis = torch.rand(B, V, N, generator=gen, dtype=torch.float64)
     mask = torch.tensor([[True, False, True]])
-    full = g.surface_aware_fusion(samples, inside, grids, centers, normals, vis, mask)
+    full = fusion.surface_aware_fusion(samples, inside, grids, centers, normals, vis, mask)
     keep = [0, 2]
-    sub = g.surface_aware_fusion(
+    sub = fusion.surface_aware_fusion(
         samples[:, keep], inside[:, keep], grids, centers[:, keep], normals, vis[:, keep]
     )
     np.testing.assert_allclose(full.numpy(), sub.numpy(), atol=1e-12)
@@ -223,7 +228,7 @@ def test_sampling_is_differentiable() -> None:
     dist = torch.zeros(1, 2, 2, dtype=torch.float64)
 
     def f(feats: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
-        return g.fuse_mean_var(g.sample_views(feats, pts, K, Rt, dist)[0])
+        return fusion.fuse_mean_var(fusion.sample_views(feats, pts, K, Rt, dist)[0])
 
     assert torch.autograd.gradcheck(f, (feats, pts))
 
@@ -242,8 +247,8 @@ def test_visibility_and_fusion_on_cuda_match_cpu(shared_vectors: Path) -> None:
     d = _load(shared_vectors, "visibility.npz")
     faces = _t(_load(shared_vectors, "vertex_normals.npz")["faces"])
     args = (_t(d["vertices"])[None], faces, _t(d["K"])[None], _t(d["extrinsics"])[None])
-    cpu = g.vertex_visibility(*args)
-    gpu = g.vertex_visibility(*(a.cuda() for a in args))
+    cpu = visibility.vertex_visibility(*args)
+    gpu = visibility.vertex_visibility(*(a.cuda() for a in args))
     assert float((gpu.cpu() == cpu).float().mean()) >= 0.999
     r = _load(shared_vectors, "refine_fusion.npz")
     grids = g.local_grid_points(_t(r["vertices"]), _t(r["local_offsets"]).double())
@@ -253,9 +258,9 @@ def test_visibility_and_fusion_on_cuda_match_cpu(shared_vectors: Path) -> None:
 
     def run(dev: str) -> torch.Tensor:
         gr = grids.to(dev)
-        s, i = g.sample_views(
+        s, i = fusion.sample_views(
             feats.to(dev), g.flatten_grid_points(gr), *(c.to(dev) for c in cams), compat=True
         )
-        return g.surface_aware_fusion(s, i, gr, *(x.to(dev) for x in rest)).cpu()
+        return fusion.surface_aware_fusion(s, i, gr, *(x.to(dev) for x in rest)).cpu()
 
     np.testing.assert_allclose(run("cuda").numpy(), run("cpu").numpy(), atol=1e-9)
