@@ -144,9 +144,16 @@ def surface_aware_fusion(
             f"visibility must have shape ({B}, {V}, {N}), got {tuple(visibility.shape)}"
         )
     q = grid_points.flatten(3)  # (B, N, 3, G)
-    c = camera_centers.to(q)
-    ray = q[:, None] - c[:, :, None, :, None]  # (B, V, N, 3, G)
-    cos = (ray * normals.to(q)[:, None, :, :, None]).sum(3) / ray.norm(dim=3).clamp(min=1e-12)
+    c = camera_centers.to(q)  # (B, V, 3)
+    n = normals.to(q)
+    # cos θ = (q − c)·n / |q − c|, expanded so that only (B, V, N, G) products are formed:
+    # (q − c)·n = q·n − c·n and |q − c|² = |q|² − 2 q·c + |c|² (a matmul). A strided norm over
+    # a (B, V, N, 3, G) ray tensor was 60 % of the lite refinement's time.
+    qn = torch.einsum("bnkg,bnk->bng", q, n)
+    cn = torch.einsum("bvk,bnk->bvn", c, n)
+    qc = torch.einsum("bvk,bnkg->bvng", c, q)
+    sq = (q * q).sum(2)[:, None] - 2.0 * qc + (c * c).sum(-1)[..., None, None]
+    cos = (qn[:, None] - cn[..., None]) * sq.clamp(min=1e-24).rsqrt()
     w = visibility.to(q)[..., None] * (-cos).clamp(min=0.0) * inside.reshape(B, V, N, -1).to(q)
     w = F.softplus(w, beta=SOFTPLUS_BETA, threshold=SOFTPLUS_THRESHOLD)
     if view_mask is not None:
@@ -154,6 +161,7 @@ def surface_aware_fusion(
             raise ValueError(f"view_mask must have shape ({B}, {V}), got {tuple(view_mask.shape)}")
         w = w * view_mask.to(w)[:, :, None, None]
     w = (w / w.sum(dim=1, keepdim=True)).reshape(B, V, 1, P).to(samples.dtype)
-    mean = (w * samples).sum(dim=1)
-    var = (w * samples * samples).sum(dim=1) - mean * mean
+    weighted = w * samples
+    mean = weighted.sum(dim=1)
+    var = (weighted * samples).sum(dim=1) - mean * mean
     return torch.cat([mean, var], dim=1).view(B, 2 * C, N, d, d, d)

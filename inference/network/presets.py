@@ -29,8 +29,8 @@ LITE = ModelConfig(
     ),
     refine=RefineConfig(
         feature_net=FeatureNetConfig(descriptor_dim=8, base_width=16),
-        voxel_dim=4,
-        voxel_inc=4.0,
+        voxel_dim=2,
+        voxel_inc=8.0,
         v2v=V2VConfig(
             front_channels=(8, 8),
             encoder_channels=(16,),
@@ -39,6 +39,7 @@ LITE = ModelConfig(
             front_kernel=3,
         ),
         image_resize_factor=8,
+        render_size=100,
     ),
     template="procedural",
 )
