@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``train``."""
+    """Add ``train``, ``export-model`` and ``train-default``."""
     p = subparsers.add_parser(
         "train",
         help="train the coarse or refinement stage (CPU or CUDA; DDP under torchrun)",
@@ -42,6 +42,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--refine-run", type=Path, required=True, help="refinement run folder")
     e.add_argument("--out", type=Path, required=True, help="model file to write (.pt)")
     e.set_defaults(handler=_export)
+    d = subparsers.add_parser(
+        "train-default",
+        help="regenerate the synthetic data and retrain the embedded default model (resumable)",
+        description="Runs the recipe of inference/training/default_recipe.py into OUT: "
+        "synthetic training and held-out test sets, the coarse run, the refinement run, and "
+        "OUT/default.pt. Interrupt it at any time and run it again to continue.",
+    )
+    d.add_argument("--out", type=Path, required=True, help="recipe folder")
+    d.add_argument(
+        "--stop-after-minutes", type=float, help="stop training after this long (resumable)"
+    )
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.set_defaults(handler=_train_default)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -64,6 +77,22 @@ def _train(args: argparse.Namespace) -> int:
     result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if result.checkpoint is not None:
         print(f"step {result.step}: {result.checkpoint} ({result.steps_per_second:.2f} steps/s)")
+    return 0
+
+
+def _train_default(args: argparse.Namespace) -> int:
+    from inference.training.default_recipe import COARSE_STEPS, REFINE_STEPS, run_recipe
+
+    result = run_recipe(args.out, args.stop_after_minutes, progress=not args.no_progress)
+    times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in result.seconds.items())
+    print(
+        f"coarse {result.coarse_step}/{COARSE_STEPS} steps, "
+        f"refine {result.refine_step}/{REFINE_STEPS} steps ({times})"
+    )
+    if result.model is None:
+        print(f"not finished: run `tempeh train-default --out {args.out}` again to continue")
+        return 1
+    print(f"wrote {result.model}; ship it with: cp {result.model} resources/models/default.pt")
     return 0
 
 

@@ -247,6 +247,11 @@ class MultiViewDataset(Dataset):
         self.config = config
         self.frames = read_frame_list(config.list_file)
         self._rigs: dict[tuple[str, str], tuple[Rig, Rig]] = {}
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw fresh augmentation and scan subsets for ``epoch`` (epoch 0: the seed alone)."""
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -308,7 +313,10 @@ class MultiViewDataset(Dataset):
         cfg = self.config
         subject, sequence, frame = key = self.frames[index]
         full, stage = self.rigs(subject, sequence, frame)
-        rng = np.random.default_rng(None if cfg.seed is None else [cfg.seed, index])
+        if cfg.seed is None:
+            rng = np.random.default_rng()
+        else:
+            rng = np.random.default_rng([cfg.seed, index] + ([self.epoch] if self.epoch else []))
         images, Ks = [], []
         folder = cfg.image_dir / subject / sequence / frame
         for cam_full, cam in zip(full, stage, strict=True):

@@ -363,6 +363,7 @@ def train(
             epoch, k = divmod(step, per_epoch)
             if epoch_indices[0] != epoch:
                 sampler.set_epoch(epoch)
+                train_set.set_epoch(epoch)
                 epoch_indices = (epoch, list(sampler))
             picked = epoch_indices[1][k * cfg.batch_size : (k + 1) * cfg.batch_size]
             raw = collate_frames([train_set[i] for i in picked])

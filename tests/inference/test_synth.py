@@ -221,8 +221,12 @@ def test_dataset_resize_and_augmentation(dataset_dir: Path) -> None:
     s = Ka[..., 0, 0] / K[..., 0, 0]
     assert torch.all((s > 0.89) & (s < 1.11))
     torch.testing.assert_close(Ka[..., 1, 1] / K[..., 1, 1], s)
-    # same seed, same sample
+    # same seed, same sample; another epoch draws another augmentation, and epoch 1 repeats
     torch.testing.assert_close(ds[0].images_augmented, batch["images_augmented"][0])
+    ds.set_epoch(1)
+    epoch1 = ds[0].K_augmented
+    assert not torch.allclose(epoch1, batch["K_augmented"][0])
+    torch.testing.assert_close(ds[0].K_augmented, epoch1)
 
 
 def test_dataset_errors_name_what_is_missing(dataset_dir: Path, tmp_path: Path) -> None:

@@ -1,0 +1,215 @@
+"""The recipe of the embedded default model: data, both training runs, export (issue 5).
+
+One function, :func:`run_recipe`, regenerates the synthetic data and retrains from scratch into
+one folder; every step is resumable, so an interrupted run continues where it stopped (frames
+already rendered are skipped, training resumes from the latest checkpoint, a finished step is
+not repeated). Sizes are chosen for about an hour and a half on a 2-core CPU (data included).
+
+Layout of the recipe folder::
+
+    data/          training set (train / val / test lists; subjects disjoint)
+    test_data/     held-out test set: a fresh seed, identities and expressions never trained on
+    coarse/        coarse run (config.json, checkpoints/, logs/)
+    refine/        refinement run, fed by the coarse run's predictions
+    default.pt     the exported model (copy it to resources/models/default.pt to ship it)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from inference.losses import V2V_WEIGHTS_EYEBALLS_ONLY, V2V_WEIGHTS_PRETRAINING
+from inference.synth import SynthConfig
+from inference.training.config import Phase, TrainConfig
+
+log = logging.getLogger(__name__)
+
+TRAIN_DATA = SynthConfig(subjects=80, sequences=2, frames=6, seed=1, downscale=8)
+"""960 frames of 80 identities (56 train / 8 val / 16 test), images at 1/8 (200×150)."""
+
+TEST_DATA = SynthConfig(
+    subjects=16, sequences=2, frames=4, seed=2026, downscale=8, test_fraction=0.75
+)
+"""Held-out set: a fresh seed; its ``test`` list (12 identities, 96 frames) is the benchmark."""
+
+COARSE_STEPS = 1000
+REFINE_STEPS = 200
+SCAN_POINTS = 500
+
+
+def coarse_config(data: Path) -> TrainConfig:
+    """Supervised pre-training for 80 % of the steps, then self-supervised (scan + edge)."""
+    pre = COARSE_STEPS * 4 // 5
+    return TrainConfig.from_preset(
+        "lite",
+        stage="coarse",
+        data=str(data),
+        steps=COARSE_STEPS,
+        batch_size=2,
+        schedule=(
+            Phase(pre, 1.0, dict(V2V_WEIGHTS_PRETRAINING)),
+            Phase(COARSE_STEPS, 1.0, dict(V2V_WEIGHTS_EYEBALLS_ONLY), 10.0, 1.0),
+        ),
+        scan_points=SCAN_POINTS,
+        val_every=250,
+        checkpoint_every=50,
+        val_frames=8,
+    )
+
+
+def refine_config(data: Path, coarse_run: Path) -> TrainConfig:
+    """Refinement from the coarse run's predictions: vertex loss, then scan + edge losses.
+
+    The synthetic registrations are exact, so the vertex loss stays on in the second phase
+    (unlike TEMPEH's eyeballs-only term, which exists because real registrations are not).
+    Batch size 1: the refinement V2V normalises over vertices, not frames.
+    """
+    pre = REFINE_STEPS * 3 // 4
+    return TrainConfig.from_preset(
+        "lite",
+        stage="refine",
+        data=str(data),
+        steps=REFINE_STEPS,
+        batch_size=1,
+        schedule=(
+            Phase(pre, 1.0, dict(V2V_WEIGHTS_PRETRAINING)),
+            Phase(REFINE_STEPS, 1.0, dict(V2V_WEIGHTS_PRETRAINING), 10.0, 0.3),
+        ),
+        scan_points=SCAN_POINTS,
+        coarse_run=str(coarse_run),
+        val_every=100,
+        checkpoint_every=25,
+        val_frames=4,
+    )
+
+
+@dataclass(frozen=True)
+class RecipeResult:
+    """Where the recipe's outputs are and how long each step took (seconds, this invocation)."""
+
+    root: Path
+    model: Path | None
+    seconds: dict[str, float]
+    coarse_step: int
+    refine_step: int
+
+
+def _synth(out: Path, config: SynthConfig, progress: bool) -> None:
+    from capture.default_rigs import load_shipped_rig
+    from inference.head_model import load_head_model_data
+    from inference.synth import write_synthetic_dataset
+
+    write_synthetic_dataset(
+        load_shipped_rig(config.rig),
+        load_head_model_data(config.model),
+        out,
+        config,
+        progress=progress,
+    )
+
+
+def run_recipe(
+    root: str | Path,
+    stop_after_minutes: float | None = None,
+    progress: bool = True,
+) -> RecipeResult:
+    """Regenerate data and train the default model into ``root`` (resumable).
+
+    Parameters
+    ----------
+    root : path
+        Recipe folder (see the module docstring).
+    stop_after_minutes : float, optional
+        Stop training once this much wall time has passed in this invocation (a checkpoint is
+        written); run again to continue.
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    RecipeResult
+        ``model`` is None until both runs have finished.
+    """
+    from inference.training.checkpoints import latest_checkpoint, load_checkpoint
+    from inference.training.export import export_runs
+    from inference.training.trainer import train
+
+    root = Path(root)
+    began = time.perf_counter()
+    seconds: dict[str, float] = {}
+
+    def left() -> float | None:
+        if stop_after_minutes is None:
+            return None
+        return stop_after_minutes * 60.0 - (time.perf_counter() - began)
+
+    def done_steps(run: Path) -> int:
+        path = latest_checkpoint(run) if run.exists() else None
+        return 0 if path is None else int(load_checkpoint(path)["step"])
+
+    for folder, config in (("data", TRAIN_DATA), ("test_data", TEST_DATA)):
+        start = time.perf_counter()
+        _synth(root / folder, config, progress)
+        seconds[folder] = time.perf_counter() - start
+
+    runs = (
+        ("coarse", root / "coarse", coarse_config(root / "data")),
+        ("refine", root / "refine", refine_config(root / "data", root / "coarse")),
+    )
+    steps = {}
+    for name, run, cfg in runs:
+        steps[name] = done_steps(run)
+        if steps[name] >= cfg.steps:
+            continue
+        remaining = left()
+        if remaining is not None and remaining <= 0:
+            break
+        start = time.perf_counter()
+        result = _train_for(train, cfg, run, remaining, progress)
+        seconds[name] = time.perf_counter() - start
+        steps[name] = result
+        if result < cfg.steps:
+            break
+    model = None
+    if steps.get("coarse", 0) >= COARSE_STEPS and steps.get("refine", 0) >= REFINE_STEPS:
+        model = export_runs(root / "coarse", root / "refine", root / "default.pt")
+    return RecipeResult(root, model, seconds, steps.get("coarse", 0), steps.get("refine", 0))
+
+
+def _train_for(train, cfg: TrainConfig, run: Path, seconds: float | None, progress: bool) -> int:
+    """Train ``cfg`` into ``run`` (resuming), stopping at a checkpoint once ``seconds`` pass."""
+    if seconds is None:
+        return train(cfg, run, resume=_started(run), progress=progress).step
+    from inference.training.checkpoints import latest_checkpoint, load_checkpoint
+
+    deadline = time.perf_counter() + seconds
+    while True:
+        # train in slices of one checkpoint interval so the deadline is checked between them
+        path = latest_checkpoint(run) if run.exists() else None
+        step = 0 if path is None else int(load_checkpoint(path)["step"])
+        if step >= cfg.steps or time.perf_counter() >= deadline:
+            return step
+        stop = min(cfg.steps, step + cfg.checkpoint_every)
+        train(cfg, run, resume=_started(run), stop_after=stop, progress=progress)
+
+
+def _started(run: Path) -> bool:
+    """Whether ``run`` holds a run to resume (its config and at least one checkpoint)."""
+    from inference.training.checkpoints import latest_checkpoint
+
+    return (run / "config.json").exists() and latest_checkpoint(run) is not None
+
+
+__all__ = [
+    "COARSE_STEPS",
+    "REFINE_STEPS",
+    "TEST_DATA",
+    "TRAIN_DATA",
+    "RecipeResult",
+    "coarse_config",
+    "refine_config",
+    "run_recipe",
+]
