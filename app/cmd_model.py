@@ -17,7 +17,7 @@ HEATMAP_MAX_MM = 10.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``import-official`` and ``evaluate``."""
+    """Add ``import-official``, ``evaluate`` and ``model-card``."""
     p = subparsers.add_parser(
         "import-official",
         help="convert official TEMPEH coarse + refinement checkpoints into one model file",
@@ -57,6 +57,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(handler=_evaluate)
 
+    p = subparsers.add_parser(
+        "model-card",
+        help="accuracy, robustness and jitter table of a model on a `tempeh train-default` folder",
+    )
+    p.add_argument("--model", required=True, help="model file (.pt) or 'default'")
+    p.add_argument("--recipe", type=Path, required=True, help="folder of `tempeh train-default`")
+    p.add_argument("--out", type=Path, required=True, help="writes card.json and card.md here")
+    p.add_argument("--max-frames", type=int, default=None, help="frames per accuracy row")
+    p.add_argument("--scan-points", type=int, default=5000, help="scan points per frame")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.set_defaults(handler=_model_card)
+
 
 def _import_official(args: argparse.Namespace) -> int:
     import dataclasses
@@ -78,6 +90,23 @@ def _import_official(args: argparse.Namespace) -> int:
     }
     path = save_model(args.out, model, spec)
     print(f"wrote {path}")
+    return 0
+
+
+def _model_card(args: argparse.Namespace) -> int:
+    import json
+
+    from inference.model_card import markdown_table, model_card
+    from inference.model_store import load_model
+
+    model, template = load_model(args.model, args.device)
+    card = model_card(model, template, args.recipe, args.device, args.scan_points, args.max_frames)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    table = markdown_table(card)
+    (args.out / "card.md").write_text(table)
+    print(table, end="")
+    print(f"wrote {args.out / 'card.json'} and {args.out / 'card.md'}")
     return 0
 
 

@@ -30,6 +30,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--preview", action="store_true", help="write preview.png (all views, first frame)"
     )
+    p.add_argument(
+        "--frame-step", type=int, default=5, help="frame-number spacing (1: consecutive frames)"
+    )
+    p.add_argument(
+        "--test-fraction", type=float, default=0.2, help="share of subjects in the test list"
+    )
+    p.add_argument("--static", action="store_true", help="a still head (only noise changes)")
+    p.add_argument("--yaw", type=float, help="fixed head yaw, degrees (sign alternates by subject)")
+    p.add_argument(
+        "--translation",
+        type=float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        help="fixed head translation, mm",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_synth)
 
@@ -57,6 +72,11 @@ def _synth(args: argparse.Namespace) -> int:
         seed=args.seed,
         downscale=args.downscale,
         rgb=args.rgb,
+        frame_step=args.frame_step,
+        test_fraction=args.test_fraction,
+        static=args.static,
+        yaw_deg=args.yaw,
+        translation_mm=None if args.translation is None else tuple(args.translation),
     )
     rig = _load_rig(args.rig)
     model = load_head_model_data(args.model)

@@ -191,6 +191,11 @@ def closest_faces(
             tri = vertices[b].detach()[faces]  # (T, 3, 3)
             centre = tri.mean(dim=1)
             radius = (tri - centre[:, None]).norm(dim=-1).amax(dim=1)
+            if not points.is_cuda and chunk < M * T:
+                found = _closest_by_tree(points[b].detach(), tri, centre, radius, chunk)
+                if found is not None:
+                    idx[b], dist[b] = found
+                    continue
             for s in range(0, M, step):
                 p = points[b, s : s + step].detach()
                 # Bounding spheres prune the exact test: |p − centre| ± radius bracket the distance.
@@ -206,6 +211,40 @@ def closest_faces(
                 first = first.scatter_reduce(0, pi[win], ti[win], reduce="amin")
                 dist[b, s : s + step], idx[b, s : s + step] = best, first
     return idx, dist
+
+
+def _closest_by_tree(
+    p: Tensor, tri: Tensor, centre: Tensor, radius: Tensor, limit: int, k: int = 8
+) -> tuple[Tensor, Tensor] | None:
+    """The exact search of :func:`closest_faces` with candidates from a k-d tree (CPU).
+
+    The closest face of a point lies within ``upper + max(radius)`` of it (centre distance),
+    where ``upper`` bounds its distance from the ``k`` nearest centres; only faces in that
+    ball are tested exactly, so the result equals the full search. ``None`` when the balls
+    would hold more than ``limit`` pairs (a mesh of huge triangles): the caller falls back.
+    """
+    from scipy.spatial import cKDTree
+
+    pts = p.double().numpy()
+    tree = cKDTree(centre.double().numpy())
+    rad = radius.double().numpy()
+    dk, ik = tree.query(pts, k=min(k, len(rad)))
+    dk, ik = np.atleast_2d(dk.T).T, np.atleast_2d(ik.T).T
+    upper = (dk + rad[ik]).min(axis=1)
+    reach = upper * (1 + 1e-6) + 1e-9 + rad.max()
+    if int(tree.query_ball_point(pts, reach, return_length=True).sum()) > limit:
+        return None
+    lists = tree.query_ball_point(pts, reach)
+    counts = np.fromiter((len(c) for c in lists), dtype=np.int64, count=len(lists))
+    pi = torch.from_numpy(np.repeat(np.arange(len(lists)), counts))
+    ti = torch.from_numpy(np.concatenate(lists).astype(np.int64) if counts.sum() else counts)
+    d2 = _closest_sq(p[pi], tri[ti, 0], tri[ti, 1], tri[ti, 2])
+    n = p.shape[0]
+    best = torch.full((n,), torch.inf, dtype=d2.dtype).scatter_reduce(0, pi, d2, reduce="amin")
+    win = d2 == best[pi]
+    first = torch.full((n,), tri.shape[0], dtype=torch.long)
+    first = first.scatter_reduce(0, pi[win], ti[win], reduce="amin")
+    return first, best.to(p.dtype)
 
 
 def point_to_surface_loss(

@@ -48,7 +48,7 @@ from capture.rig_json import write_rig_json
 from capture.rig_tka import read_rig_tka, write_rig_tka
 from inference.head_data import HeadModelData, HeadTemplate
 from inference.mesh_io import write_mesh
-from inference.performer import Performer
+from inference.performer import Performer, PerformerPose, euler_to_axis_angle
 from inference.scans import ScanConfig, simulate_scan
 from render.appearance import Appearance
 from render.multiview import MultiViewRenderer
@@ -112,6 +112,15 @@ class SynthConfig:
         Fractions of subjects held out for test and validation (disjoint from training).
     scan : ScanConfig
         Scan simulation settings.
+    static : bool
+        Every frame of a sequence shows the pose of time 0 (a still head); only the sensor
+        noise and speckle of each frame differ (jitter measurements).
+    yaw_deg : float or None
+        Fixed head yaw, degrees, replacing the performer's; its sign alternates by subject
+        (``+`` for even subjects). Pitch and roll still move.
+    translation_mm : tuple of float or None
+        Fixed head translation (x, y, z), mm, replacing the performer's (e.g. near the edge of
+        the capture volume).
     """
 
     rig: str = "default16"
@@ -127,6 +136,9 @@ class SynthConfig:
     test_fraction: float = 0.2
     val_fraction: float = 0.1
     scan: ScanConfig = field(default_factory=ScanConfig)
+    static: bool = False
+    yaw_deg: float | None = None
+    translation_mm: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("subjects", "sequences", "frames", "downscale", "frame_step"):
@@ -159,8 +171,9 @@ def sequence_names(count: int) -> list[str]:
 def split_subjects(subjects: list[str], config: SynthConfig) -> dict[str, list[str]]:
     """Disjoint train/val/test subject lists; test and val are taken from the end."""
     n = len(subjects)
-    n_test = max(1, round(config.test_fraction * n)) if n >= 2 else 0
-    n_val = max(1, round(config.val_fraction * n)) if n >= 3 else 0
+    tf, vf = config.test_fraction, config.val_fraction
+    n_test = min(n, max(1, round(tf * n))) if tf > 0 and (n >= 2 or tf >= 1) else 0
+    n_val = min(n - n_test, max(1, round(vf * n))) if vf > 0 and n >= 3 else 0
     n_train = n - n_test - n_val
     return {
         "train": subjects[:n_train],
@@ -373,7 +386,7 @@ def write_synthetic_dataset(
                         if renderer is not None:
                             renderer.release()
                         renderer = open_view_renderer(used, config.downscale, config.rgb)
-                    pose = performer.frame(int(frame) / config.fps)
+                    pose = _posed(performer, config, si, int(frame))
                     verts = performer.pose_vertices(pose)
                     images = render_views(
                         renderer, verts, model.template, material, seq_seed, int(frame)
@@ -427,6 +440,21 @@ RESIZABLE = ("subjects", "sequences", "frames")
 """Settings a resumed run may change (it then adds or lists more frames)."""
 
 
+def _posed(performer: Performer, config: SynthConfig, subject: int, frame: int) -> PerformerPose:
+    """The performer's pose for ``frame`` with the config's overrides applied."""
+    pose = performer.frame(0.0 if config.static else frame / config.fps)
+    changes = {}
+    if config.yaw_deg is not None:
+        yaw = config.yaw_deg * (1.0 if subject % 2 == 0 else -1.0)
+        changes["yaw_deg"] = yaw
+        changes["global_pose"] = euler_to_axis_angle(
+            *np.deg2rad([yaw, pose.pitch_deg, pose.roll_deg])
+        )
+    if config.translation_mm is not None:
+        changes["translation"] = np.asarray(config.translation_mm, dtype=np.float64)
+    return dataclasses.replace(pose, **changes) if changes else pose
+
+
 def _check_resume(path: Path, cfg: dict) -> None:
     """Refuse to resume a folder written with other settings (frames would not match)."""
     if not path.is_file():
@@ -435,8 +463,10 @@ def _check_resume(path: Path, cfg: dict) -> None:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the existing config: {exc}", path=path) from exc
+    defaults = dataclasses.asdict(SynthConfig())
     for key, value in cfg.items():
-        if key not in RESIZABLE and old.get(key) != value:
+        # a key added to SynthConfig later is absent from older folders: its default applies
+        if key not in RESIZABLE and old.get(key, defaults.get(key)) != value:
             raise ConfigError(
                 f"folder was written with {key}={old.get(key)!r}, now {value!r}; "
                 "use another --out or the same settings",

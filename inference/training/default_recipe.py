@@ -3,12 +3,13 @@
 One function, :func:`run_recipe`, regenerates the synthetic data and retrains from scratch into
 one folder; every step is resumable, so an interrupted run continues where it stopped (frames
 already rendered are skipped, training resumes from the latest checkpoint, a finished step is
-not repeated). Sizes are chosen for about an hour and a half on a 2-core CPU (data included).
+not repeated). Sizes are chosen for about two hours on a 2-core CPU (data included).
 
 Layout of the recipe folder::
 
     data/          training set (train / val / test lists; subjects disjoint)
     test_data/     held-out test set: a fresh seed, identities and expressions never trained on
+    test_yaw45/ test_edge/ test_static/ test_talk/   robustness and temporal sets
     coarse/        coarse run (config.json, checkpoints/, logs/)
     refine/        refinement run, fed by the coarse run's predictions
     default.pt     the exported model (copy it to resources/models/default.pt to ship it)
@@ -35,8 +36,32 @@ TEST_DATA = SynthConfig(
 )
 """Held-out set: a fresh seed; its ``test`` list (12 identities, 96 frames) is the benchmark."""
 
-COARSE_STEPS = 1000
-REFINE_STEPS = 200
+ROBUSTNESS_DATA = {
+    "test_yaw45": SynthConfig(
+        subjects=4, sequences=1, frames=6, seed=3001, downscale=8, test_fraction=1.0, yaw_deg=45.0
+    ),
+    "test_edge": SynthConfig(
+        subjects=4,
+        sequences=1,
+        frames=6,
+        seed=3002,
+        downscale=8,
+        test_fraction=1.0,
+        translation_mm=(70.0, 50.0, 50.0),
+    ),
+    "test_static": SynthConfig(
+        subjects=1, frames=100, frame_step=1, seed=3003, downscale=8, test_fraction=1.0, static=True
+    ),
+    "test_talk": SynthConfig(
+        subjects=1, frames=100, frame_step=1, seed=3004, downscale=8, test_fraction=1.0
+    ),
+}
+"""Robustness and temporal sets (all frames in ``test``): head yaw fixed at ±45° (alternating
+by subject), the head 70/50/50 mm off-centre (training covers ±50 mm per axis), a still head
+over 100 consecutive frames (jitter), and 100 consecutive frames of a talking head."""
+
+COARSE_STEPS = 2500
+REFINE_STEPS = 500
 SCAN_POINTS = 500
 
 
@@ -155,6 +180,9 @@ def run_recipe(
         _synth(root / folder, config, progress)
         seconds[folder] = time.perf_counter() - start
 
+    for folder, config in ROBUSTNESS_DATA.items():
+        _synth(root / folder, config, progress)
+
     runs = (
         ("coarse", root / "coarse", coarse_config(root / "data")),
         ("refine", root / "refine", refine_config(root / "data", root / "coarse")),
@@ -206,6 +234,7 @@ def _started(run: Path) -> bool:
 __all__ = [
     "COARSE_STEPS",
     "REFINE_STEPS",
+    "ROBUSTNESS_DATA",
     "TEST_DATA",
     "TRAIN_DATA",
     "RecipeResult",

@@ -1,0 +1,198 @@
+"""The accuracy table of a model: test split, dropped views, yaw, edge, jitter (issue 5).
+
+:func:`model_card` runs :func:`inference.evaluation.evaluate` over the recipe's held-out sets
+(see :mod:`inference.training.default_recipe`) and measures temporal behaviour:
+
+* **jitter**: on a still head (only sensor noise and speckle change), the standard deviation of
+  each output vertex over the frames, mm (the length of its per-axis standard deviations);
+* **talking**: on consecutive frames of a talking head, the per-frame median vertex error and the
+  motion error ``|(p_t+1 − p_t) − (g_t+1 − g_t)|``: how much the frame-to-frame motion of the
+  output differs from the true motion, mm.
+
+:func:`markdown_table` formats the result for the README's model card.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from inference.evaluation import STAGES, error_statistics, evaluate
+from inference.head_data import HeadTemplate
+from inference.network.model import TempehModel
+
+log = logging.getLogger(__name__)
+
+ACCURACY_ROWS = (
+    ("test, 16 views", "test_data", None),
+    ("test, 12 views", "test_data", 12),
+    ("test, 8 views", "test_data", 8),
+    ("yaw ±45°", "test_yaw45", None),
+    ("near the edge", "test_edge", None),
+)
+"""(row label, recipe sub-folder, views kept) of the accuracy table."""
+
+REGIONS = ("face", "lips", "eye_region", "ears", "scalp", "neck")
+"""Regions shown in the per-region table (the template's region names)."""
+
+
+def temporal_stats(predicted: np.ndarray, truth: np.ndarray) -> dict[str, object]:
+    """Jitter and motion statistics of a sequence.
+
+    Parameters
+    ----------
+    predicted, truth : np.ndarray
+        (T, N, 3) output and ground-truth vertices, mm, T ≥ 2.
+
+    Returns
+    -------
+    dict
+        ``jitter`` (per-vertex standard deviation over time of the output, mm),
+        ``truth_motion`` (the same of the ground truth), ``motion_error`` (per vertex and
+        frame pair), ``frame_v2v_median`` (one median per frame) — each an
+        :func:`inference.evaluation.error_statistics` record, the last also with ``max_mm``.
+    """
+    p = np.asarray(predicted, dtype=np.float64)
+    g = np.asarray(truth, dtype=np.float64)
+    if p.shape != g.shape or p.ndim != 3 or p.shape[0] < 2 or p.shape[2] != 3:
+        raise ValueError(f"need two (T>=2, N, 3) arrays, got {p.shape} and {g.shape}")
+    jitter = np.linalg.norm(p.std(axis=0), axis=-1)
+    truth_motion = np.linalg.norm(g.std(axis=0), axis=-1)
+    motion = np.linalg.norm(np.diff(p, axis=0) - np.diff(g, axis=0), axis=-1)
+    per_frame = np.median(np.linalg.norm(p - g, axis=-1), axis=1)
+    frames = error_statistics(per_frame)
+    frames["max_mm"] = float(per_frame.max())
+    return {
+        "jitter": error_statistics(jitter),
+        "truth_motion": error_statistics(truth_motion),
+        "motion_error": error_statistics(motion.ravel()),
+        "frame_v2v_median": frames,
+    }
+
+
+def sequence_outputs(
+    model: TempehModel,
+    template: HeadTemplate,
+    data: str | Path,
+    device: str | torch.device = "cpu",
+) -> dict[str, np.ndarray]:
+    """(T, N, 3) coarse, refined and ground-truth vertices of a dataset's ``test`` list, mm."""
+    out: dict[str, list[np.ndarray]] = {"coarse": [], "refined": [], "truth": []}
+
+    def keep(i, sample, meshes) -> None:
+        out["coarse"].append(meshes["coarse"])
+        out["refined"].append(meshes["refined"])
+        out["truth"].append(sample.registration.numpy())
+
+    evaluate(model, template, data, "test", device=device, scan_points=64, on_frame=keep)
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def model_card(
+    model: TempehModel,
+    template: HeadTemplate,
+    recipe_root: str | Path,
+    device: str | torch.device = "cpu",
+    scan_points: int = 5000,
+    max_frames: int | None = None,
+) -> dict[str, object]:
+    """Accuracy rows (:data:`ACCURACY_ROWS`) and temporal statistics of ``model``.
+
+    Parameters
+    ----------
+    model : TempehModel
+        In eval mode on ``device``.
+    template : HeadTemplate
+    recipe_root : path
+        A folder written by :func:`inference.training.default_recipe.run_recipe`.
+    device : str or torch.device
+    scan_points : int
+        Scan points per frame for the scan-to-mesh distance.
+    max_frames : int, optional
+        Frames per accuracy row (all when omitted).
+
+    Returns
+    -------
+    dict
+        ``{"rows": {label: evaluate-report}, "jitter_static": {stage: stats},
+        "talking": {stage: stats}}``.
+    """
+    root = Path(recipe_root)
+    rows = {}
+    for label, folder, views in ACCURACY_ROWS:
+        log.info("model card: %s", label)
+        rows[label] = evaluate(
+            model,
+            template,
+            root / folder,
+            "test",
+            views=views,
+            max_frames=max_frames,
+            device=device,
+            scan_points=scan_points,
+        )
+    card: dict[str, object] = {"rows": rows}
+    for key, folder in (("jitter_static", "test_static"), ("talking", "test_talk")):
+        log.info("model card: %s", key)
+        seq = sequence_outputs(model, template, root / folder, device)
+        card[key] = {stage: temporal_stats(seq[stage], seq["truth"]) for stage in STAGES}
+    return card
+
+
+def _cell(stats: dict, key: str = "median_mm") -> str:
+    value = stats.get(key)
+    return "–" if value is None else f"{value:.2f}"
+
+
+def markdown_table(card: dict[str, object]) -> str:
+    """The model card's tables as Markdown (accuracy, per region, temporal)."""
+    rows = card["rows"]
+    lines = [
+        "| set | frames | coarse v2v median / p90 (mm) | refined v2v median / p90 (mm) "
+        "| refined s2m median (mm) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, rep in rows.items():
+        c, r = rep["coarse"], rep["refined"]
+        lines.append(
+            f"| {label} | {rep['frames']} | {_cell(c['v2v'])} / {_cell(c['v2v'], 'p90_mm')} "
+            f"| {_cell(r['v2v'])} / {_cell(r['v2v'], 'p90_mm')} | {_cell(r['s2m'])} |"
+        )
+    first = next(iter(rows.values()))
+    lines += [
+        "",
+        "| region (test, 16 views) | coarse v2v | refined v2v | coarse s2m | refined s2m |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in REGIONS:
+        c = first["coarse"]["regions"].get(name)
+        r = first["refined"]["regions"].get(name)
+        if c is None or r is None:
+            continue
+        lines.append(
+            f"| {name} | {_cell(c['v2v'])} | {_cell(r['v2v'])} | {_cell(c['s2m'])} "
+            f"| {_cell(r['s2m'])} |"
+        )
+    lines += [
+        "",
+        "| temporal (100 frames) | coarse | refined |",
+        "|---|---:|---:|",
+    ]
+    for key, label, stat in (
+        ("jitter_static", "still head: jitter median / p90 (mm)", "jitter"),
+        ("talking", "talking: motion error median / p90 (mm)", "motion_error"),
+        ("talking", "talking: per-frame v2v median, worst frame (mm)", "frame_v2v_median"),
+    ):
+        t = card[key]
+        second = "p90_mm" if stat != "frame_v2v_median" else "max_mm"
+        cells = [
+            f"{_cell(t[s][stat])} / {_cell(t[s][stat], second)}" for s in ("coarse", "refined")
+        ]
+        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["ACCURACY_ROWS", "markdown_table", "model_card", "sequence_outputs", "temporal_stats"]
