@@ -25,6 +25,9 @@ COMMAND_MODULES = (
     "app.cmd_synth",
     "app.cmd_model",
     "app.cmd_train",
+    "app.cmd_export",
+    "app.cmd_pipeline",
+    "app.cmd_studio",
 )
 """Modules that add subcommands, in the order they appear in ``--help``."""
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from capture.rig_json import read_rig_json
 from inference.evaluation import STAGES, error_statistics, evaluate
 from inference.head_data import HeadTemplate
 from inference.network.model import TempehModel
@@ -118,12 +119,17 @@ def model_card(
     -------
     dict
         ``{"rows": {label: evaluate-report}, "jitter_static": {stage: stats},
-        "talking": {stage: stats}}``.
+        "talking": {stage: stats}}``; a row that needs more views than the rig has is
+        ``{"frames": 0, "skipped": reason}``.
     """
     root = Path(recipe_root)
     rows = {}
     for label, folder, views in ACCURACY_ROWS:
         log.info("model card: %s", label)
+        cameras = len(read_rig_json(root / folder / "rig.json"))
+        if views is not None and views >= cameras:
+            rows[label] = {"frames": 0, "skipped": f"the rig has {cameras} cameras"}
+            continue
         rows[label] = evaluate(
             model,
             template,
@@ -156,6 +162,9 @@ def markdown_table(card: dict[str, object]) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for label, rep in rows.items():
+        if "skipped" in rep:
+            lines.append(f"| {label} | 0 | skipped: {rep['skipped']} | | |")
+            continue
         c, r = rep["coarse"], rep["refined"]
         lines.append(
             f"| {label} | {rep['frames']} | {_cell(c['v2v'])} / {_cell(c['v2v'], 'p90_mm')} "

@@ -26,7 +26,12 @@ def _edge(p: Tensor, q: Tensor, x: Tensor, y: Tensor) -> Tensor:
 
 
 def rasterize_depth(
-    xy: Tensor, feature: Tensor, faces: Tensor, size: int, max_candidates: int = 1 << 24
+    xy: Tensor,
+    feature: Tensor,
+    faces: Tensor,
+    size: int,
+    max_candidates: int = 1 << 24,
+    max_pixels: int = 1 << 24,
 ) -> Tensor:
     """Z-buffer render of a per-vertex feature, the largest value winning.
 
@@ -43,6 +48,11 @@ def rasterize_depth(
         Image side S.
     max_candidates : int
         Memory bound: candidate pixels processed at once.
+    max_pixels : int
+        Time bound: when the triangles' bounding boxes cover more pixels than this in all (a
+        degenerate mesh, such as an untrained network's output, whose triangles span the
+        image), the image is rasterized at the size that fits and enlarged (nearest). A head
+        mesh covers about 1.5 M pixels at 100² and 16 views, far below the default.
 
     Returns
     -------
@@ -57,6 +67,11 @@ def rasterize_depth(
     lo = torch.ceil(px.amin(dim=2)).clamp(0, size)  # half-open [min, max) of the box
     hi = (torch.ceil(px.amax(dim=2)) - 1).clamp(-1, size - 1)
     ext = (hi - lo + 1).clamp(min=0).amax(dim=-1)  # (M, F) side of the candidate square
+    covered = float((ext.double() ** 2).sum())
+    if covered > max_pixels and size > 8:
+        small = max(8, int(size * (max_pixels / covered) ** 0.5))
+        image = rasterize_depth(xy, feature, faces, small, max_candidates, max_pixels)
+        return F.interpolate(image[:, None], size=(size, size), mode="nearest")[:, 0]
     image = torch.zeros(M * size * size, dtype=xy.dtype, device=xy.device)
     mi, fi = torch.nonzero(ext > 0, as_tuple=True)
     if mi.numel() == 0:

@@ -163,12 +163,18 @@ class ModelConfig:
         views in the refinement fusion. Off by default.
     template : str
         Name of the head template whose vertex count sizes the coarse output layer.
+    input_size : tuple of int or None
+        (H, W) of the calibrated cameras the network was trained with. When set, each stage is
+        fed ``input_size // factor`` images whatever the rig's resolution (a rig recorded at
+        640×480 gives the network the image sizes it learned on); ``None`` divides the rig's
+        own size by the factors, as the official code does.
     """
 
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
     refine: RefineConfig = field(default_factory=RefineConfig)
     compat: bool = False
     template: str = "flame"
+    input_size: tuple[int, int] | None = None
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -193,7 +199,7 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
         default = getattr(cls(), name)
         if dataclasses.is_dataclass(default):
             kwargs[name] = from_dict(type(default), value)
-        elif isinstance(default, tuple):
+        elif isinstance(default, tuple) or (default is None and isinstance(value, list)):
             kwargs[name] = tuple(value)
         else:
             kwargs[name] = value

@@ -119,11 +119,12 @@ class TempehModel(nn.Module):
         start = _now(images)
         fc = self.config.coarse.image_resize_factor
         fr = self.config.refine.image_resize_factor
-        refine_imgs = self._resize(images, (full[0] // fr, full[1] // fr))
+        base = self.config.input_size or full
+        refine_imgs = self._resize(images, (base[0] // fr, base[1] // fr))
         # Resizing the refinement images again is ~50x cheaper than resizing the full frames;
         # compat mode resizes the full frames for each stage like the official code.
         source = images if self.config.compat or fc % fr else refine_imgs
-        coarse_imgs = self._resize(source, (full[0] // fc, full[1] // fc))
+        coarse_imgs = self._resize(source, (base[0] // fc, base[1] // fc))
         timings["prepare"] = (_now(images) - start) * 1e3
 
         start = _now(images)

@@ -26,6 +26,20 @@ def _latest_weights(run_dir: Path) -> dict:
     return load_checkpoint(path)["model"]
 
 
+def _training_size(cfg: TrainConfig) -> tuple[int, int] | None:
+    """(H, W) of the training data's calibrated cameras, None if unknown or mixed."""
+    from capture.errors import CalibrationError
+    from capture.rig_json import read_rig_json
+
+    path = Path(cfg.data) / "rig.json"
+    try:
+        sizes = {(c.height, c.width) for c in read_rig_json(path)}
+    except (OSError, CalibrationError) as exc:
+        log.warning("training image size unknown (%s): the model will use each rig's own", exc)
+        return None
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 def export_runs(coarse_run: str | Path, refine_run: str | Path, out: str | Path) -> Path:
     """Write ``out`` (our model file) from the latest checkpoints of two training runs.
 
@@ -52,7 +66,11 @@ def export_runs(coarse_run: str | Path, refine_run: str | Path, out: str | Path)
                 path=refine_run,
                 field=f"model.{attr}",
             )
-    config = dataclasses.replace(coarse_cfg.model, refine=refine_cfg.model.refine)
+    config = dataclasses.replace(
+        coarse_cfg.model,
+        refine=refine_cfg.model.refine,
+        input_size=coarse_cfg.model.input_size or _training_size(coarse_cfg),
+    )
     template_name = config.template
     template = load_head_model_data(template_name).template
     model = TempehModel(config, template)

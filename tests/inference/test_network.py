@@ -276,3 +276,22 @@ def test_stage_input_shapes_are_checked(lite_model):
         lite_model.coarse(
             torch.zeros(1, 4, 3, 32, 48), K, Rt, dist, torch.ones(1, 3, dtype=torch.bool)
         )
+
+
+def test_input_size_feeds_the_trained_image_sizes_to_any_rig():
+    """A model trained at 96x128 sees the same stage images from a rig recorded at 48x64."""
+    import dataclasses
+
+    torch.manual_seed(0)
+    config = dataclasses.replace(LITE, input_size=(96, 128))
+    model = TempehModel(config, _template(200)).eval()
+    seen = []
+    for stage in (model.coarse, model.refine):
+        stage.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[-2:])))
+    full, small = _batch(H=96, W=128), _batch(H=48, W=64)
+    with torch.no_grad():
+        model(full)
+        model(small)
+    expected = [(96 // 16, 128 // 16), (96 // 8, 128 // 8)]
+    assert seen == expected * 2
+    assert from_dict(ModelConfig, json.loads(json.dumps(to_dict(config)))) == config

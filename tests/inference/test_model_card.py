@@ -1,0 +1,107 @@
+"""The model card (issue 5): temporal statistics, pose overrides of the synthetic sets, the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from app.cli import main
+from capture.default_rigs import load_shipped_rig
+from inference.head_model import load_head_model_data
+from inference.mesh_io import read_mesh
+from inference.model_card import ACCURACY_ROWS, temporal_stats
+from inference.model_store import save_model
+from inference.network.model import TempehModel
+from inference.network.presets import preset
+from inference.synth import SynthConfig, write_synthetic_dataset
+
+
+def test_temporal_stats_exact() -> None:
+    rng = np.random.default_rng(0)
+    truth = np.repeat(rng.normal(0, 50, (1, 40, 3)), 6, axis=0)  # a still head
+    wobble = np.where(np.arange(6) % 2 == 0, 0.5, -0.5)  # ±0.5 mm along x, frame by frame
+    predicted = truth.copy()
+    predicted[..., 0] += wobble[:, None]
+    stats = temporal_stats(predicted, truth)
+    assert stats["jitter"]["median_mm"] == pytest.approx(0.5)
+    assert stats["truth_motion"]["median_mm"] == pytest.approx(0.0)
+    assert stats["motion_error"]["median_mm"] == pytest.approx(1.0)  # each step moves 1 mm
+    assert stats["frame_v2v_median"]["max_mm"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="T>=2"):
+        temporal_stats(predicted[:1], truth[:1])
+
+
+def _registrations(root: Path) -> dict[tuple[str, str, str], np.ndarray]:
+    out = {}
+    for path in sorted((root / "registrations").rglob("*.ply")):
+        subject, sequence = path.parent.parent.name, path.parent.name
+        out[subject, sequence, path.stem.split(".")[-1]] = read_mesh(path)[0]
+    return out
+
+
+@pytest.fixture(scope="module")
+def recipe_folder(tmp_path_factory) -> Path:
+    """A miniature `tempeh train-default` folder on the 4-camera test rig."""
+    root = tmp_path_factory.mktemp("recipe")
+    rig, model = load_shipped_rig("test4"), load_head_model_data("procedural")
+    small = {"downscale": 1, "rig": "test4", "test_fraction": 1.0}
+    configs = {
+        "test_data": SynthConfig(subjects=2, frames=2, seed=11, **small),
+        "test_yaw45": SynthConfig(subjects=2, frames=1, seed=12, yaw_deg=45.0, **small),
+        "test_edge": SynthConfig(
+            subjects=2, frames=1, seed=13, translation_mm=(70.0, 50.0, 50.0), **small
+        ),
+        "test_static": SynthConfig(frames=3, frame_step=1, seed=14, static=True, **small),
+        "test_talk": SynthConfig(frames=3, frame_step=1, seed=15, **small),
+    }
+    for name, config in configs.items():
+        write_synthetic_dataset(rig, model, root / name, config, progress=False)
+    return root
+
+
+def test_pose_overrides_of_the_synthetic_sets(recipe_folder: Path) -> None:
+    template = load_head_model_data("procedural").template
+    nose = int(np.argmax(template.vertices[:, 2]))  # the face looks along +z
+    depth = template.vertices[nose, 2] - template.vertices[:, 2].mean()
+    yaw = _registrations(recipe_folder / "test_yaw45")
+    for (subject, _, _), verts in yaw.items():
+        sign = 1.0 if subject.endswith("0") else -1.0  # +45° for even subjects, -45° for odd
+        lateral = verts[nose, 0] - verts[:, 0].mean()
+        # pitch and roll still move a little, so allow a quarter of the 45° displacement
+        assert lateral * sign == pytest.approx(depth * np.sin(np.pi / 4), rel=0.25)
+    edge = _registrations(recipe_folder / "test_edge")
+    for verts in edge.values():
+        assert np.abs(verts.mean(axis=0) - template.vertices.mean(axis=0) - (70, 50, 50)).max() < 25
+    still = list(_registrations(recipe_folder / "test_static").values())
+    assert len(still) == 3
+    for verts in still[1:]:
+        np.testing.assert_array_equal(verts, still[0])
+    images = sorted((recipe_folder / "test_static" / "images").rglob("*11_A*"))
+    a, b = (np.asarray(Image.open(p), dtype=np.int16) for p in images[:2])
+    assert np.abs(a - b).max() > 0  # only the sensor noise and speckle differ
+
+
+def test_model_card_command(recipe_folder: Path, tmp_path: Path, capsys) -> None:
+    torch.manual_seed(0)
+    model = TempehModel(preset("lite"), load_head_model_data("procedural").template)
+    path = save_model(tmp_path / "lite.pt", model, {"kind": "procedural"})
+    out = tmp_path / "card"
+    argv = ["model-card", "--model", str(path), "--recipe", str(recipe_folder), "--out", str(out)]
+    assert main([*argv, "--scan-points", "200"]) == 0
+    card = json.loads((out / "card.json").read_text())
+    assert list(card["rows"]) == [label for label, _, _ in ACCURACY_ROWS]
+    assert card["rows"]["test, 16 views"]["frames"] == 4
+    assert card["rows"]["yaw ±45°"]["frames"] == 2
+    # the test rig has 4 cameras: the 12- and 8-view rows say why they are empty
+    assert "4 cameras" in card["rows"]["test, 8 views"]["skipped"]
+    for stage in ("coarse", "refined"):
+        assert card["jitter_static"][stage]["truth_motion"]["median_mm"] == 0.0
+        assert card["talking"][stage]["frame_v2v_median"]["max_mm"] > 0
+    table = (out / "card.md").read_text()
+    assert "| test, 8 views | 0 | skipped" in table and "still head" in table
+    assert table in capsys.readouterr().out
