@@ -14,13 +14,18 @@ APT_PACKAGES := libegl1 libegl-mesa0 libgl1 libglx-mesa0 libgl1-mesa-dri libgbm1
 
 .PHONY: run test setup system-deps lint bench clean
 
-TAKE := out/takes/emulated-$(shell date +%Y%m%d-%H%M%S)
+LIVE := out/live/emulated-$(shell date +%Y%m%d-%H%M%S)
+NO_DISPLAY := 3
 
+# The studio on the embedded default (emulated 16-camera rig, procedural head, shipped weights);
+# without a display, `tempeh studio` exits with status 3 and the headless live run takes over.
 run: setup
 	$(VENV)/bin/tempeh info
-	$(VENV)/bin/tempeh demo
-	$(VENV)/bin/tempeh record --source emulated --seconds 3 --size 640x480 --out $(TAKE)
-	$(VENV)/bin/tempeh takes show $(TAKE)
+	@$(VENV)/bin/tempeh studio --source emulated --size 800x600; rc=$$?; \
+	if [ $$rc -eq $(NO_DISPLAY) ]; then \
+		echo "no display: running the headless live run instead (emulated rig -> meshes + preview video)"; \
+		$(VENV)/bin/tempeh live --headless --source emulated --size 800x600 --seconds 10 --out $(LIVE); \
+	else exit $$rc; fi
 
 test: setup
 	$(PY) -m ruff check .

@@ -6,15 +6,21 @@ Writes into ``resources/readme/``:
   jaw open; front, three-quarter and side views);
 - ``synth_preview.jpg``: ``tempeh synth --preview`` for one frame of the default 16-camera rig
   (images at 1/4 size, as TEMPEH's released data), with the registration projected into every
-  view (saved as JPEG to keep the repository small).
+  view (saved as JPEG to keep the repository small);
+- ``studio.jpg``: the studio window (``tempeh studio --screenshot``) live on the emulated rig
+  with the shipped model, under ``xvfb-run``;
+- ``live_preview.jpg``: the last frame of ``tempeh live --headless``'s preview video.
 """
 
 from __future__ import annotations
 
+import collections
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import av
 from PIL import Image
 
 from app.cli import main
@@ -35,7 +41,23 @@ def regenerate(out: Path = README_IMAGES) -> list[Path]:
         Image.open(Path(tmp) / "preview.png").convert("RGB").save(
             out / "synth_preview.jpg", quality=85
         )
-    return [out / "procedural_heads.png", out / "synth_preview.jpg"]
+        shot = Path(tmp) / "studio.png"
+        studio = [sys.executable, "-m", "app.cli", "studio", "--source", "emulated"]
+        studio += ["--size", "800x600", "--takes-dir", tmp, "--quit-after", "40"]
+        screen = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24"]
+        subprocess.run([*screen, *studio, "--screenshot", str(shot)], check=True)
+        Image.open(shot).convert("RGB").save(out / "studio.jpg", quality=85)
+        live = Path(tmp) / "live"
+        args = ["live", "--headless", "--source", "emulated", "--size", "800x600"]
+        if main([*args, "--seconds", "8", "--no-record", "--out", str(live)]) != 0:
+            raise SystemExit("tempeh live failed")
+        with av.open(str(live / "preview.mp4")) as video:
+            last = collections.deque(video.decode(video=0), maxlen=1)[0]
+        last.to_image().convert("RGB").save(out / "live_preview.jpg", quality=85)
+    return [out / name for name in README_NAMES]
+
+
+README_NAMES = ("procedural_heads.png", "synth_preview.jpg", "studio.jpg", "live_preview.jpg")
 
 
 if __name__ == "__main__":

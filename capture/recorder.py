@@ -153,7 +153,11 @@ class TakeRecorder:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> RecorderStatus:
-        """Stop after writing every set already queued; close the files (idempotent)."""
+        """Stop after writing every set already queued; close the files (idempotent).
+
+        Waits as long as the backlog is being written; gives up (logging an error) only after
+        ``timeout`` seconds without a single set written.
+        """
         if self._state in (RecorderState.IDLE, RecorderState.CLOSED):
             return self.status()
         with self._lock:
@@ -162,9 +166,13 @@ class TakeRecorder:
             self._session.unsubscribe(self._queue)
             self._session.end_recording()
         if self._thread is not None:
-            self._thread.join(timeout)
+            written, still = self._sets, time.monotonic()
+            while self._thread.is_alive() and time.monotonic() - still < timeout:
+                self._thread.join(0.5)
+                if self._sets != written:
+                    written, still = self._sets, time.monotonic()
             if self._thread.is_alive():
-                log.error("recorder thread did not finish within %.1f s", timeout)
+                log.error("recorder thread wrote nothing for %.1f s; giving up", timeout)
             self._thread = None
         with self._lock:
             self._state = RecorderState.CLOSED

@@ -79,20 +79,30 @@ def common_full_size(rig: Rig) -> tuple[int, int]:
     return Counter(c.image_size for c in rig.cameras).most_common(1)[0][0]
 
 
-def model_camera(cam: Camera, full: tuple[int, int], refine_factor: int) -> Camera:
+def model_camera(
+    cam: Camera,
+    full: tuple[int, int],
+    refine_factor: int,
+    input_size: tuple[int, int] | None = None,
+) -> Camera:
     """``cam`` as the model sees it at full size ``full`` (W, H).
 
     The intrinsics are those of the refinement-size camera (pixel-area convention, as the
-    datasets resize) scaled back up by ``refine_factor``, exactly as
+    datasets resize) scaled back up to ``full``, exactly as
     :func:`inference.evaluation.frame_batch` does, so the stages see the cameras they were
-    trained with.
+    trained with. The refinement size is ``full // refine_factor``, or
+    ``input_size // refine_factor`` for a model that records its training size
+    (``ModelConfig.input_size``, (H, W)).
     """
     w, h = full
     if cam.image_size != full:
         cam = cam.resized(w, h)
-    small = cam.resized(max(1, w // refine_factor), max(1, h // refine_factor))
+    base_h, base_w = (h, w) if input_size is None else input_size
+    sw, sh = max(1, base_w // refine_factor), max(1, base_h // refine_factor)
+    small = cam.resized(sw, sh)
     K = small.K.copy()
-    K[:2] *= refine_factor
+    K[0] *= w / sw
+    K[1] *= h / sh
     return Camera(cam.name, w, h, K, cam.dist, cam.R, cam.t, cam.serial)
 
 
@@ -128,7 +138,8 @@ class RigTensors:
         odd = [c.name for c in rig.cameras if c.image_size != full]
         if odd:
             log.info("cameras %s are resized to the rig's common %dx%d", odd, *full)
-        cams = [model_camera(c, full, config.refine.image_resize_factor) for c in rig.cameras]
+        factor = config.refine.image_resize_factor
+        cams = [model_camera(c, full, factor, config.input_size) for c in rig.cameras]
         K = np.stack([c.K for c in cams])
         Rt = np.stack([np.concatenate([c.R, c.t[:, None]], axis=1) for c in cams])
         dist = np.stack([c.dist for c in cams])
