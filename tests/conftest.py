@@ -27,3 +27,27 @@ def shared_vectors() -> Path:
     if not path.is_dir():
         pytest.skip(f"official TEMPEH vectors not found at {path} (shared/ is not beside the repo)")
     return path
+
+
+@pytest.fixture
+def torchrun():
+    """``torchrun(nproc, *args)``: the command line of ``torch.distributed.run`` on a free port."""
+    import socket
+    import sys
+
+    def command(nproc: int, *args: str) -> list[str]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_port",
+            str(port),
+            *args,
+        ]
+
+    return command

@@ -155,15 +155,14 @@ class StudioEngine:
         with self._lock:
             return len(self._take_results)
 
+    def _parts(self) -> tuple:
+        """(session, worker, player, recorder); call with the lock held."""
+        return self._session, self._worker, self._player, self._recorder
+
     def status(self) -> EngineStatus:
         """A consistent-enough snapshot of every counter (any thread)."""
         with self._lock:
-            session, worker, player, recorder = (
-                self._session,
-                self._worker,
-                self._player,
-                self._recorder,
-            )
+            session, worker, player, recorder = self._parts()
             activity, take = self._activity, self._take_path
         fps = 0.0
         complete = incomplete = 0
@@ -473,12 +472,7 @@ class StudioEngine:
 
     def _stop_all(self) -> None:
         with self._lock:
-            session, worker, player, recorder = (
-                self._session,
-                self._worker,
-                self._player,
-                self._recorder,
-            )
+            session, worker, player, recorder = self._parts()
             busy = any(x is not None for x in (session, worker, player, recorder))
         if not busy:
             if self.activity is not Activity.IDLE:

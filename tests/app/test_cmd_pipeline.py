@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -133,37 +131,13 @@ def test_live_headless_writes_take_meshes_and_preview(tmp_path, capsys):
     assert frames >= 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_two_processes_write_every_frame_exactly_once(tmp_path, take):
+def test_two_processes_write_every_frame_exactly_once(tmp_path, take, torchrun):
     from capture.take import TakeReader
     from inference.mesh_sequence import load_npz
 
     out = tmp_path / "rec"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(_free_port()),
-        "-m",
-        "app.cli",
-        "reconstruct",
-        str(take),
-        "--out",
-        str(out),
-        "--frames",
-        f":{FRAMES}",
-        "--formats",
-        "ply,npz",
-        "--no-progress",
-    ]
+    args = ["-m", "app.cli", "reconstruct", str(take), "--out", str(out), "--frames", f":{FRAMES}"]
+    cmd = torchrun(2, *args, "--formats", "ply,npz", "--no-progress")
     done = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     ids = [r.sequence for r in TakeReader(take).records[:FRAMES]]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -114,13 +112,7 @@ torch.save(result.module.state_dict(), os.path.join({run!r}, f"rank{{os.environ[
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_ddp_two_cpu_processes_end_with_identical_weights(data, tmp_path):
+def test_ddp_two_cpu_processes_end_with_identical_weights(data, tmp_path, torchrun):
     cfg = tiny_config(data, steps=3)
     cfg_dir, run = tmp_path / "cfg", tmp_path / "run"
     cfg.save(cfg_dir)
@@ -129,16 +121,7 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(data, tmp_path):
         textwrap.dedent(_DDP_WORKER).format(repo=str(REPO), cfg_dir=str(cfg_dir), run=str(run))
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        str(_free_port()),
-        str(script),
-    ]
+    cmd = torchrun(2, str(script))
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     a = torch.load(run / "rank0.pt", weights_only=True)
