@@ -36,6 +36,8 @@ class Phase:
         Weight of the scan → mesh point-to-surface loss (mm).
     edge_weight : float
         Weight of the edge-vector loss towards the registration (mm²).
+    lr_scale : float
+        Multiplier of every parameter group's learning rate in this phase (a step decay).
     """
 
     until_step: int
@@ -45,6 +47,7 @@ class Phase:
     )
     p2s_weight: float = 0.0
     edge_weight: float = 0.0
+    lr_scale: float = 1.0
 
 
 def default_schedule(stage: str, steps: int) -> tuple[Phase, ...]:

@@ -309,6 +309,8 @@ def train(
     optimizer = torch.optim.AdamW(
         stage.param_groups(module, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay
     )
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]
     start = 0
     if resume:
         path = latest_checkpoint(run_dir)
@@ -316,6 +318,8 @@ def train(
             state = load_checkpoint(path)
             module.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
+            for group in optimizer.param_groups:  # checkpoints from before the lr schedule
+                group.setdefault("base_lr", group["lr"])
             start = int(state["step"])
             _set_rng_state(state["rng"])
             log.info("resumed %s at step %d", path, start)
@@ -371,7 +375,10 @@ def train(
             generator = _generator(cfg.seed, step, ddp.rank + 1)
             with _autocast(cfg, ddp.device):
                 predictions = stage.forward(model, batch, True, generator)
-            terms = stage.losses(predictions, batch, cfg.phase(step))
+            phase = cfg.phase(step)
+            terms = stage.losses(predictions, batch, phase)
+            for group in optimizer.param_groups:
+                group["lr"] = group["base_lr"] * phase.lr_scale
             optimizer.zero_grad(set_to_none=True)
             terms["total"].backward()
             optimizer.step()

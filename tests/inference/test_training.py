@@ -100,6 +100,18 @@ def test_resume_is_bit_exact(data, tmp_path):
             assert torch.equal(torch.as_tensor(sa[key]), torch.as_tensor(sb[key])), key
 
 
+def test_lr_scale_of_a_phase(data, tmp_path):
+    """A phase with lr_scale 0 leaves the weights where the previous phase left them."""
+    frozen = (Phase(2), Phase(4, lr_scale=0.0))
+    result = train(tiny_config(data, steps=4, schedule=frozen, checkpoint_every=2), tmp_path)
+    a = load_checkpoint(tmp_path / "checkpoints" / "step_00000002.pt")["model"]
+    b = load_checkpoint(result.checkpoint)["model"]
+    moved = [k for k, v in a.items() if v.is_floating_point() and not torch.equal(v, b[k])]
+    # only batch-norm running statistics may change without a learning rate
+    assert all("running" in k for k in moved), moved[:5]
+    assert load_checkpoint(result.checkpoint)["optimizer"]["param_groups"][0]["lr"] == 0.0
+
+
 _DDP_WORKER = """
 import os, sys, torch
 torch.set_num_threads(1)
