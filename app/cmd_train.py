@@ -92,7 +92,8 @@ def _train_default(args: argparse.Namespace) -> int:
     if result.model is None:
         print(f"not finished: run `tempeh train-default --out {args.out}` again to continue")
         return 1
-    print(f"wrote {result.model}; ship it with: cp {result.model} resources/models/default.pt")
+    ship = f"cp {args.out}/default.pt {args.out}/default.json resources/models/"
+    print(f"wrote {result.model}; ship it with: {ship}")
     return 0
 
 
