@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--model",
         default=None,
-        help="default or a model file (default: random weights of --preset)",
+        help="default or a model file (default: the shipped weights for lite, "
+        "random weights for tempeh)",
     )
     b.add_argument("--flame", type=Path, default=None, help="FLAME pickle for FLAME models")
     b.add_argument("--iterations", type=int, default=10, help="timed runs (default 10)")

@@ -73,6 +73,7 @@ def _loaded(args: argparse.Namespace) -> Any:
     import torch
 
     from inference.loaded_model import resolve_device
+    from inference.model_store import DEFAULT_MODEL
     from inference.network.model import TempehModel
     from inference.network.presets import preset
     from inference.pipeline import LoadedModel, load_pipeline_model
@@ -80,6 +81,10 @@ def _loaded(args: argparse.Namespace) -> Any:
 
     if args.model is not None:
         return load_pipeline_model(args.model, args.device, args.flame)
+    if args.preset == "lite" and DEFAULT_MODEL.is_file():
+        # the shipped weights are the lite preset: time what users run (a trained model's
+        # head-shaped output, not an untrained network's blob)
+        return load_pipeline_model("default", args.device)
     device = resolve_device(args.device)
     template = load_procedural_head().template
     torch.manual_seed(0)
