@@ -5,6 +5,8 @@
 
 * **jitter**: on a still head (only sensor noise and speckle change), the standard deviation of
   each output vertex over the frames, mm (the length of its per-axis standard deviations);
+* **filtered**: the refined output through the live display's One-Euro filter (1 Hz), to
+  report jitter with and without it;
 * **talking**: on consecutive frames of a talking head, the per-frame median vertex error and the
   motion error ``|(p_t+1 − p_t) − (g_t+1 − g_t)|``: how much the frame-to-frame motion of the
   output differs from the true motion, mm.
@@ -24,6 +26,7 @@ from capture.rig_json import read_rig_json
 from inference.evaluation import STAGES, error_statistics, evaluate
 from inference.head_data import HeadTemplate
 from inference.network.model import TempehModel
+from inference.temporal_filter import OneEuroFilter
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +147,27 @@ def model_card(
     for key, folder in (("jitter_static", "test_static"), ("talking", "test_talk")):
         log.info("model card: %s", key)
         seq = sequence_outputs(model, template, root / folder, device)
-        card[key] = {stage: temporal_stats(seq[stage], seq["truth"]) for stage in STAGES}
+        seq["refined_filtered"] = filtered(seq["refined"], SEQUENCE_FPS)
+        card[key] = {
+            stage: temporal_stats(seq[stage], seq["truth"]) for stage in (*STAGES, FILTERED)
+        }
     return card
+
+
+SEQUENCE_FPS = 30.0
+"""Frame rate of the temporal sets (consecutive frames of the synthetic performer)."""
+
+FILTERED = "refined_filtered"
+"""The refined output through the live display's One-Euro filter (:data:`FILTER_HZ`)."""
+
+FILTER_HZ = 1.0
+"""Cut-off at rest of that filter, Hz (``tempeh live --filter 1``)."""
+
+
+def filtered(vertices: np.ndarray, fps: float, cutoff_hz: float = FILTER_HZ) -> np.ndarray:
+    """(T, N, 3) vertices through :class:`inference.temporal_filter.OneEuroFilter`."""
+    smooth = OneEuroFilter(cutoff_hz)
+    return np.stack([smooth(v, i / fps) for i, v in enumerate(vertices)])
 
 
 def _cell(stats: dict, key: str = "median_mm") -> str:
@@ -187,8 +209,8 @@ def markdown_table(card: dict[str, object]) -> str:
         )
     lines += [
         "",
-        "| temporal (100 frames) | coarse | refined |",
-        "|---|---:|---:|",
+        f"| temporal (100 frames) | coarse | refined | refined + One-Euro {FILTER_HZ:g} Hz |",
+        "|---|---:|---:|---:|",
     ]
     for key, label, stat in (
         ("jitter_static", "still head: jitter median / p90 (mm)", "jitter"),
@@ -198,9 +220,10 @@ def markdown_table(card: dict[str, object]) -> str:
         t = card[key]
         second = "p90_mm" if stat != "frame_v2v_median" else "max_mm"
         cells = [
-            f"{_cell(t[s][stat])} / {_cell(t[s][stat], second)}" for s in ("coarse", "refined")
+            f"{_cell(t[s][stat])} / {_cell(t[s][stat], second)}" if s in t else "–"
+            for s in (*STAGES, FILTERED)
         ]
-        lines.append(f"| {label} | {cells[0]} | {cells[1]} |")
+        lines.append(f"| {label} | {' | '.join(cells)} |")
     return "\n".join(lines) + "\n"
 
 

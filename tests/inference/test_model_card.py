@@ -99,9 +99,19 @@ def test_model_card_command(recipe_folder: Path, tmp_path: Path, capsys) -> None
     assert card["rows"]["yaw ±45°"]["frames"] == 2
     # the test rig has 4 cameras: the 12- and 8-view rows say why they are empty
     assert "4 cameras" in card["rows"]["test, 8 views"]["skipped"]
-    for stage in ("coarse", "refined"):
+    for stage in ("coarse", "refined", "refined_filtered"):
         assert card["jitter_static"][stage]["truth_motion"]["median_mm"] == 0.0
         assert card["talking"][stage]["frame_v2v_median"]["max_mm"] > 0
     table = (out / "card.md").read_text()
     assert "| test, 8 views | 0 | skipped" in table and "still head" in table
     assert table in capsys.readouterr().out
+
+
+def test_filtered_sequence_is_steadier() -> None:
+    from inference.model_card import filtered
+
+    rng = np.random.default_rng(1)
+    still = np.zeros((60, 20, 3)) + rng.normal(0.0, 0.3, (60, 20, 3))  # 0.3 mm sensor jitter
+    raw = temporal_stats(still, np.zeros_like(still))["jitter"]["median_mm"]
+    smooth = temporal_stats(filtered(still, 30.0), np.zeros_like(still))["jitter"]["median_mm"]
+    assert smooth < 0.5 * raw
