@@ -43,7 +43,7 @@ def regenerate(out: Path = README_IMAGES) -> list[Path]:
         )
         shot = Path(tmp) / "studio.png"
         studio = [sys.executable, "-m", "app.cli", "studio", "--source", "emulated"]
-        studio += ["--size", "800x600", "--takes-dir", tmp, "--quit-after", "40"]
+        studio += ["--size", "800x600", "--takes-dir", tmp, "--quit-after", "60"]
         screen = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24"]
         subprocess.run([*screen, *studio, "--screenshot", str(shot)], check=True)
         Image.open(shot).convert("RGB").save(out / "studio.jpg", quality=85)

@@ -20,12 +20,15 @@ class EngineBridge(QObject):
     event = Signal(str, object)
 
     def report_error(self, where: str, exc: BaseException) -> None:
-        """Callable from any thread."""
-        self.error.emit(where, exc)
+        """Callable from any thread; silent once the window (and this bridge) is gone."""
+        # RuntimeError: a worker finishing after the window closed; nothing left to show it.
+        with contextlib.suppress(RuntimeError):
+            self.error.emit(where, exc)
 
     def report_event(self, name: str, value: Any) -> None:
-        """Callable from any thread."""
-        self.event.emit(name, value)
+        """Callable from any thread; silent once the window (and this bridge) is gone."""
+        with contextlib.suppress(RuntimeError):
+            self.event.emit(name, value)
 
 
 class _LogEmitter(QObject):

@@ -209,6 +209,9 @@ class StudioEngine:
             try:
                 return fn()
             except StudioError as exc:  # a clear message is enough
+                if self._shutdown:  # the window closed while this was running: expected
+                    log.info("%s stopped: the studio closed", what)
+                    raise
                 log.error("%s failed: %s", what, exc)
                 self.on_error(what, exc)
                 raise
