@@ -39,8 +39,9 @@ ACCURACY_ROWS = (
 )
 """(row label, recipe sub-folder, views kept) of the accuracy table."""
 
-REGIONS = ("face", "lips", "eye_region", "ears", "scalp", "neck")
-"""Regions shown in the per-region table (the template's region names)."""
+REGION_GROUPS = ("face", "lips", "eye_region", "ear", "scalp", "neck")
+"""The per-region table lists the template's regions whose names contain one of these, in this
+order (``left_eye_region`` and ``right_eye_region`` under ``eye_region``, and so on)."""
 
 
 def temporal_stats(predicted: np.ndarray, truth: np.ndarray) -> dict[str, object]:
@@ -198,10 +199,11 @@ def markdown_table(card: dict[str, object]) -> str:
         "| region (test, 16 views) | coarse v2v | refined v2v | coarse s2m | refined s2m |",
         "|---|---:|---:|---:|---:|",
     ]
-    for name in REGIONS:
-        c = first["coarse"]["regions"].get(name)
-        r = first["refined"]["regions"].get(name)
-        if c is None or r is None:
+    names = list(first["coarse"]["regions"])
+    ordered = [n for group in REGION_GROUPS for n in names if group in n and "eyeball" not in n]
+    for name in dict.fromkeys(ordered):
+        c, r = first["coarse"]["regions"][name], first["refined"]["regions"][name]
+        if c["v2v"]["median_mm"] is None:
             continue
         lines.append(
             f"| {name} | {_cell(c['v2v'])} | {_cell(r['v2v'])} | {_cell(c['s2m'])} "
@@ -227,4 +229,11 @@ def markdown_table(card: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["ACCURACY_ROWS", "markdown_table", "model_card", "sequence_outputs", "temporal_stats"]
+__all__ = [
+    "ACCURACY_ROWS",
+    "REGION_GROUPS",
+    "markdown_table",
+    "model_card",
+    "sequence_outputs",
+    "temporal_stats",
+]

@@ -233,10 +233,11 @@ def write_sidecar(model: Path, root: Path) -> Path:
     from inference.training.config import TrainConfig
 
     def wall_hours(run: Path) -> float:
-        files = sorted((run / "checkpoints").glob("step_*.pt"), key=lambda p: p.stat().st_mtime)
-        logs = sorted((run / "logs").glob("events.*"), key=lambda p: p.stat().st_ctime)
-        start = logs[0].stat().st_ctime if logs else files[0].stat().st_mtime
-        return (files[-1].stat().st_mtime - start) / 3600.0
+        """From the first TensorBoard file (its name holds its creation time) to the last
+        checkpoint: wall-clock time including any interruptions."""
+        last = max(p.stat().st_mtime for p in (run / "checkpoints").glob("step_*.pt"))
+        made = [float(p.name.split(".")[3]) for p in (run / "logs").glob("events.out.tfevents.*")]
+        return (last - min(made, default=last)) / 3600.0
 
     sidecar = {
         "model": {"file": model.name, "config": read_model_file(model)["config"]},
