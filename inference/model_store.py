@@ -111,13 +111,14 @@ def resolve_model_path(path: str | Path) -> Path:
     Raises
     ------
     CheckpointError
-        If the file does not exist (for ``default``: the model is not shipped yet).
+        If the file does not exist (for ``default``: the shipped model is missing from this
+        installation).
     """
     if str(path) == "default":
         if not DEFAULT_MODEL.is_file():
             raise CheckpointError(
-                "the default model is not shipped yet (issue 5); pass --model MODEL.pt, "
-                "e.g. one written by 'tempeh import-official'",
+                "the shipped default model is missing from this installation; reinstall, "
+                "retrain it with 'tempeh train-default', or pass --model MODEL.pt",
                 path=DEFAULT_MODEL,
             )
         return DEFAULT_MODEL

@@ -108,10 +108,17 @@ def test_evaluate_cli_json(tmp_path, capsys, lite_model_file, tiny_dataset, proc
     assert len(pngs) == 2 and all(p.stat().st_size > 0 for p in pngs)
 
 
-def test_evaluate_default_model_not_shipped(tmp_path, capsys, tiny_dataset):
-    argv = ["evaluate", "--model", "default", "--data", str(tiny_dataset)]
-    assert main([*argv, "--out", str(tmp_path / "r")]) == 2
-    assert "default model is not shipped yet" in capsys.readouterr().err
+def test_evaluate_default_model(tmp_path, capsys, tiny_dataset, monkeypatch):
+    argv = ["evaluate", "--model", "default", "--data", str(tiny_dataset), "--json"]
+    argv += ["--max-frames", "1", "--scan-points", "200", "--no-heatmaps"]
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 0
+    assert json.loads(capsys.readouterr().out)["frames"] == 1
+    # an installation that lost the shipped file says what to do
+    from inference import model_store
+
+    monkeypatch.setattr(model_store, "DEFAULT_MODEL", tmp_path / "gone" / "default.pt")
+    assert main([*argv, "--out", str(tmp_path / "r2")]) == 2
+    assert "shipped default model is missing" in capsys.readouterr().err
 
 
 def test_model_file_round_trip(lite_model_file):
