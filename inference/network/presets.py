@@ -39,7 +39,7 @@ LITE = ModelConfig(
             front_kernel=3,
         ),
         image_resize_factor=8,
-        render_size=100,
+        render_size=64,
     ),
     template="procedural",
 )
