@@ -202,15 +202,25 @@ def closest_faces(
                 dc = torch.cdist(p, centre, compute_mode="donot_use_mm_for_euclid_dist")
                 upper = (dc + radius).amin(dim=1, keepdim=True)
                 pi, ti = torch.nonzero(dc - radius <= upper * (1 + 1e-6) + 1e-9, as_tuple=True)
-                d2 = _closest_sq(p[pi], tri[ti, 0], tri[ti, 1], tri[ti, 2])
-                n = p.shape[0]
-                best = torch.full((n,), torch.inf, dtype=d2.dtype, device=d2.device)
-                best = best.scatter_reduce(0, pi, d2, reduce="amin")
-                win = d2 == best[pi]
-                first = torch.full((n,), T, dtype=torch.long, device=d2.device)
-                first = first.scatter_reduce(0, pi[win], ti[win], reduce="amin")
-                dist[b, s : s + step], idx[b, s : s + step] = best, first
+                found = _nearest_candidates(p, tri, pi, ti)
+                idx[b, s : s + step], dist[b, s : s + step] = found
     return idx, dist
+
+
+def _nearest_candidates(p: Tensor, tri: Tensor, pi: Tensor, ti: Tensor) -> tuple[Tensor, Tensor]:
+    """Exact test of the candidate pairs (point ``pi``, triangle ``ti``).
+
+    Returns the (n,) closest triangle of every point (lowest index on ties) and its squared
+    distance; the candidates must include every point's closest triangle.
+    """
+    d2 = _closest_sq(p[pi], tri[ti, 0], tri[ti, 1], tri[ti, 2])
+    n = p.shape[0]
+    best = torch.full((n,), torch.inf, dtype=d2.dtype, device=d2.device)
+    best = best.scatter_reduce(0, pi, d2, reduce="amin")
+    win = d2 == best[pi]
+    first = torch.full((n,), tri.shape[0], dtype=torch.long, device=d2.device)
+    first = first.scatter_reduce(0, pi[win], ti[win], reduce="amin")
+    return first, best.to(p.dtype)
 
 
 def _closest_by_tree(
@@ -238,13 +248,7 @@ def _closest_by_tree(
     counts = np.fromiter((len(c) for c in lists), dtype=np.int64, count=len(lists))
     pi = torch.from_numpy(np.repeat(np.arange(len(lists)), counts))
     ti = torch.from_numpy(np.concatenate(lists).astype(np.int64) if counts.sum() else counts)
-    d2 = _closest_sq(p[pi], tri[ti, 0], tri[ti, 1], tri[ti, 2])
-    n = p.shape[0]
-    best = torch.full((n,), torch.inf, dtype=d2.dtype).scatter_reduce(0, pi, d2, reduce="amin")
-    win = d2 == best[pi]
-    first = torch.full((n,), tri.shape[0], dtype=torch.long)
-    first = first.scatter_reduce(0, pi[win], ti[win], reduce="amin")
-    return first, best.to(p.dtype)
+    return _nearest_candidates(p, tri, pi, ti)
 
 
 def point_to_surface_loss(

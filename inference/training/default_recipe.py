@@ -172,9 +172,7 @@ def run_recipe(
     RecipeResult
         ``model`` is None until both runs have finished.
     """
-    from inference.training.checkpoints import latest_checkpoint, load_checkpoint
     from inference.training.export import export_runs
-    from inference.training.trainer import train
 
     root = Path(root)
     began = time.perf_counter()
@@ -184,10 +182,6 @@ def run_recipe(
         if stop_after_minutes is None:
             return None
         return stop_after_minutes * 60.0 - (time.perf_counter() - began)
-
-    def done_steps(run: Path) -> int:
-        path = latest_checkpoint(run) if run.exists() else None
-        return 0 if path is None else int(load_checkpoint(path)["step"])
 
     for folder, config in (("data", TRAIN_DATA), ("test_data", TEST_DATA)):
         start = time.perf_counter()
@@ -203,14 +197,14 @@ def run_recipe(
     )
     steps = {}
     for name, run, cfg in runs:
-        steps[name] = done_steps(run)
+        steps[name] = _done_steps(run)
         if steps[name] >= cfg.steps:
             continue
         remaining = left()
         if remaining is not None and remaining <= 0:
             break
         start = time.perf_counter()
-        result = _train_for(train, cfg, run, remaining, progress)
+        result = _train_for(cfg, run, remaining, progress)
         seconds[name] = time.perf_counter() - start
         steps[name] = result
         if result < cfg.steps:
@@ -230,7 +224,6 @@ def write_sidecar(model: Path, root: Path) -> Path:
     import json
 
     from inference.model_store import read_model_file
-    from inference.training.config import TrainConfig
 
     def wall_hours(run: Path) -> float:
         """From the first TensorBoard file (its name holds its creation time) to the last
@@ -255,28 +248,27 @@ def write_sidecar(model: Path, root: Path) -> Path:
     return path
 
 
-def _train_for(train, cfg: TrainConfig, run: Path, seconds: float | None, progress: bool) -> int:
-    """Train ``cfg`` into ``run`` (resuming), stopping at a checkpoint once ``seconds`` pass."""
-    if seconds is None:
-        return train(cfg, run, resume=_started(run), progress=progress).step
+def _done_steps(run: Path) -> int:
+    """Optimizer steps in ``run``'s latest checkpoint (0 when it has none)."""
     from inference.training.checkpoints import latest_checkpoint, load_checkpoint
 
-    deadline = time.perf_counter() + seconds
+    path = latest_checkpoint(run)
+    return 0 if path is None else int(load_checkpoint(path)["step"])
+
+
+def _train_for(cfg: TrainConfig, run: Path, seconds: float | None, progress: bool) -> int:
+    """Train ``cfg`` into ``run`` (resuming), stopping at a checkpoint once ``seconds`` pass."""
+    from inference.training.trainer import train
+
+    deadline = None if seconds is None else time.perf_counter() + seconds
     while True:
-        # train in slices of one checkpoint interval so the deadline is checked between them
-        path = latest_checkpoint(run) if run.exists() else None
-        step = 0 if path is None else int(load_checkpoint(path)["step"])
-        if step >= cfg.steps or time.perf_counter() >= deadline:
+        step = _done_steps(run)
+        if step >= cfg.steps or (deadline is not None and time.perf_counter() >= deadline):
             return step
-        stop = min(cfg.steps, step + cfg.checkpoint_every)
-        train(cfg, run, resume=_started(run), stop_after=stop, progress=progress)
-
-
-def _started(run: Path) -> bool:
-    """Whether ``run`` holds a run to resume (its config and at least one checkpoint)."""
-    from inference.training.checkpoints import latest_checkpoint
-
-    return (run / "config.json").exists() and latest_checkpoint(run) is not None
+        # with a deadline, train in slices of one checkpoint interval and check it in between
+        stop = cfg.steps if deadline is None else min(cfg.steps, step + cfg.checkpoint_every)
+        resume = step > 0 and (run / "config.json").exists()
+        train(cfg, run, resume=resume, stop_after=stop, progress=progress)
 
 
 __all__ = [
