@@ -6,6 +6,11 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from inference.head_data import HeadTemplate
+    from inference.network.model import TempehModel
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--flame", type=Path, default=None, help="FLAME pickle for FLAME models")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--no-heatmaps", action="store_true", help="skip the heat-map renders")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="bf16/fp16: run the networks under autocast and also in fp32 on the same frames; "
+        "the report gains 'precision' with how far the vertices move (no heat maps)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(handler=_evaluate)
 
@@ -133,33 +145,61 @@ def _evaluate(args: argparse.Namespace) -> int:
             save_png(path, image)
             renders.append(path)
 
+    options = {
+        "split": args.split,
+        "views": args.views,
+        "max_frames": args.max_frames,
+        "seed": args.seed,
+        "device": args.device,
+        "scan_points": args.scan_points,
+    }
     try:
-        report = evaluate(
-            model,
-            template,
-            args.data,
-            args.split,
-            views=args.views,
-            max_frames=args.max_frames,
-            seed=args.seed,
-            device=args.device,
-            scan_points=args.scan_points,
-            on_frame=heatmaps,
-        )
+        if args.precision == "fp32":
+            report = evaluate(model, template, args.data, on_frame=heatmaps, **options)
+        else:
+            report = _precision_report(model, template, args.data, args.precision, options)
     except ValueError as exc:
         raise ConfigError(str(exc), field="--views") from exc
     path = write_report(report, args.out)
     if args.json:
         print(json.dumps(report))
-    else:
-        print(f"wrote {path} and {len(renders)} heat maps ({report['frames']} frames)")
-        for stage in ("coarse", "refined"):
-            stats = report[stage]
+        return 0
+    print(f"wrote {path} and {len(renders)} heat maps ({report['frames']} frames)")
+    for stage in ("coarse", "refined"):
+        stats = report[stage]
+        print(
+            f"{stage:8s} v2v median {_fmt(stats['v2v']['median_mm'])} mm, "
+            f"s2m median {_fmt(stats['s2m']['median_mm'])} mm"
+        )
+    if "precision" in report:
+        info = report["precision"]
+        for stage, moved in info["vs_fp32"].items():
             print(
-                f"{stage:8s} v2v median {_fmt(stats['v2v']['median_mm'])} mm, "
-                f"s2m median {_fmt(stats['s2m']['median_mm'])} mm"
+                f"{stage:8s} {info['dtype']} vs fp32 on {info['device']}: vertices moved "
+                f"median {_fmt(moved['median_mm'])} mm, p90 {_fmt(moved['p90_mm'])} mm, "
+                f"max {_fmt(moved['max_mm'])} mm, {100 * moved['over_1mm']:.3f} % over 1 mm; "
+                "fp32 v2v median "
+                f"{_fmt(info['fp32'][stage]['v2v']['median_mm'])} mm"
             )
     return 0
+
+
+def _precision_report(
+    model: TempehModel, template: HeadTemplate, data: Path, name: str, options: dict
+) -> dict:
+    """The reduced-precision report, with ``precision``: dtype, device, how far the vertices
+    moved against fp32 (mm) and the fp32 errors."""
+    from inference.precision import autocast_dtype, compare_precision
+
+    both = compare_precision(model, template, data, autocast_dtype(name), **options)
+    report = both["reduced"]
+    report["precision"] = {
+        "dtype": name,
+        "device": str(options["device"]),
+        "vs_fp32": both["vs_fp32"],
+        "fp32": {stage: both["fp32"][stage] for stage in ("coarse", "refined")},
+    }
+    return report
 
 
 def _fmt(value: float | None) -> str:

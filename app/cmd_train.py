@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -32,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-every", type=int, default=100, help="validation interval (0: never)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint interval")
+    p.add_argument(
+        "--keep-checkpoints",
+        type=int,
+        default=5,
+        help="checkpoints kept, newest first (0: all)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_train)
     e = subparsers.add_parser(
@@ -58,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from inference.training.config import TrainConfig
+    from inference.training.config import CONFIG_NAME, TrainConfig
     from inference.training.trainer import train
 
     cfg = TrainConfig.from_preset(
@@ -73,7 +80,12 @@ def _train(args: argparse.Namespace) -> int:
         coarse_run=None if args.coarse_run is None else str(args.coarse_run),
         val_every=args.val_every,
         checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
     )
+    if args.resume and (args.out / CONFIG_NAME).is_file():
+        # this command has no schedule option: a resumed run keeps its own (its last phase
+        # covers any added steps); the default one is for the --steps of a new run
+        cfg = dataclasses.replace(cfg, schedule=TrainConfig.load(args.out).schedule)
     result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if result.checkpoint is not None:
         print(f"step {result.step}: {result.checkpoint} ({result.steps_per_second:.2f} steps/s)")

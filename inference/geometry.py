@@ -108,17 +108,31 @@ def pixels_to_grid(uv: Tensor, hw: tuple[int, int], compat: bool = False) -> Ten
 
 
 def grid_offsets(
-    dim: int, inc: float, dtype: torch.dtype = torch.float32, device: torch.device | None = None
+    dim: int,
+    inc: float,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | None = None,
+    centered: bool = False,
 ) -> Tensor:
-    """The official canonical grid offsets ``arange(−D/2, D/2)·inc`` per axis.
+    """The canonical grid offsets per axis: official ``arange(−D/2, D/2)·inc``, or centred.
+
+    Parameters
+    ----------
+    dim, inc : int, float
+        Points per axis and their spacing, mm.
+    centered : bool
+        ``(i − (D − 1)/2)·inc``: symmetric about the centre. The official grid is asymmetric for
+        even D, which costs half a spacing at D = 8 but leaves a D = 2 grid only ``{−inc, 0}``
+        (offsets into one octant); official weights expect the official grid.
 
     Returns
     -------
     Tensor
-        (3, D, D, D) offsets, mm; ``[:, i, j, k] = inc·(i − D/2, j − D/2, k − D/2)`` (asymmetric
-        for even D: −400…375 mm for 32 × 25 mm, −8…6 mm for 8 × 2 mm).
+        (3, D, D, D) offsets, mm; official: ``[:, i, j, k] = inc·(i − D/2, j − D/2, k − D/2)``
+        (−400…375 mm for 32 × 25 mm, −8…6 mm for 8 × 2 mm).
     """
-    a = torch.arange(-dim / 2, dim / 2, dtype=torch.float64, device=device) * inc
+    start = -(dim - 1) / 2 if centered else -dim / 2
+    a = (torch.arange(dim, dtype=torch.float64, device=device) + start) * inc
     return torch.stack(torch.meshgrid(a, a, a, indexing="ij")).to(dtype)
 
 

@@ -7,6 +7,11 @@
   each output vertex over the frames, mm (the length of its per-axis standard deviations);
 * **filtered**: the refined output through the live display's One-Euro filter (1 Hz), to
   report jitter with and without it;
+* **pose**: on the test set, how much of the error is the head's placement: each output fitted
+  to its registration by a similarity transform (scale, rotation, translation), the scale and
+  rotation it needs and the vertex error left after it;
+* **roughness**: on the same frames, :func:`surface_roughness` of the output and of the
+  registration;
 * **talking**: on consecutive frames of a talking head, the per-frame median vertex error and the
   motion error ``|(p_t+1 − p_t) − (g_t+1 − g_t)|``: how much the frame-to-frame motion of the
   output differs from the true motion, mm.
@@ -78,6 +83,82 @@ def temporal_stats(predicted: np.ndarray, truth: np.ndarray) -> dict[str, object
     }
 
 
+def similarity_fit(
+    predicted: np.ndarray, truth: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Least-squares ``truth ≈ s·R·predicted + t`` (Umeyama): returns ``(s, R, t)``.
+
+    Parameters
+    ----------
+    predicted, truth : np.ndarray
+        (N, 3) corresponding points, mm.
+    """
+    p = np.asarray(predicted, dtype=np.float64)
+    g = np.asarray(truth, dtype=np.float64)
+    mp, mg = p.mean(axis=0), g.mean(axis=0)
+    P, G = p - mp, g - mg
+    U, S, Vt = np.linalg.svd(G.T @ P)
+    d = np.ones(3)
+    d[2] = np.sign(np.linalg.det(U @ Vt)) or 1.0
+    R = U @ np.diag(d) @ Vt
+    s = float((S * d).sum() / (P**2).sum())
+    return s, R, mg - s * R @ mp
+
+
+def pose_errors(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """How far one output is from its registration in placement, and what remains after.
+
+    Returns
+    -------
+    dict
+        ``scale_pct`` (the output's size error: ``(1/s − 1)·100``, negative when too small),
+        ``rotation_deg``, ``translation_mm`` (of the centroid) and ``aligned_v2v_mm`` (median
+        vertex error after the fit).
+    """
+    s, R, t = similarity_fit(predicted, truth)
+    aligned = s * np.asarray(predicted, dtype=np.float64) @ R.T + t
+    angle = np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0)))
+    centroid = np.linalg.norm(np.mean(predicted, axis=0) - np.mean(truth, axis=0))
+    return {
+        "scale_pct": (1.0 / s - 1.0) * 100.0,
+        "rotation_deg": float(angle),
+        "translation_mm": float(centroid),
+        "aligned_v2v_mm": float(np.median(np.linalg.norm(aligned - truth, axis=-1))),
+    }
+
+
+def surface_roughness(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Median distance of a vertex from the mean of its mesh neighbours, mm (the size of the
+    umbrella Laplacian): high-frequency noise that vertex errors alone do not show."""
+    v = np.asarray(vertices, dtype=np.float64)
+    f = np.asarray(faces, dtype=np.int64)
+    edges = np.unique(
+        np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), 1), axis=0
+    )
+    total = np.zeros_like(v)
+    count = np.zeros(len(v))
+    for a, b in ((0, 1), (1, 0)):
+        np.add.at(total, edges[:, a], v[edges[:, b]])
+        np.add.at(count, edges[:, a], 1.0)
+    used = count > 0
+    mean = total[used] / count[used, None]
+    return float(np.median(np.linalg.norm(v[used] - mean, axis=1)))
+
+
+POSE_KEYS = ("scale_pct", "rotation_deg", "translation_mm", "aligned_v2v_mm", "roughness_mm")
+
+
+def _pose_summary(frames: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    out = {}
+    for key in POSE_KEYS:
+        values = np.array([f[key] for f in frames])
+        out[key] = {
+            "median": float(np.median(values)),
+            "p90_abs": float(np.percentile(np.abs(values), 90)),
+        }
+    return out
+
+
 def sequence_outputs(
     model: TempehModel,
     template: HeadTemplate,
@@ -122,12 +203,25 @@ def model_card(
     Returns
     -------
     dict
-        ``{"rows": {label: evaluate-report}, "jitter_static": {stage: stats},
+        ``{"rows": {label: evaluate-report}, "pose": {stage: {key: {"median", "p90_abs"}}}
+        (:func:`pose_errors` and ``roughness_mm`` over the first row's frames, plus
+        "truth_roughness_mm"), "jitter_static": {stage: stats},
         "talking": {stage: stats}}``; a row that needs more views than the rig has is
         ``{"frames": 0, "skipped": reason}``.
     """
     root = Path(recipe_root)
     rows = {}
+    poses: dict[str, list[dict[str, float]]] = {stage: [] for stage in STAGES}
+    truth_roughness: list[float] = []
+
+    def pose(i: int, sample, meshes: dict[str, np.ndarray]) -> None:
+        truth = sample.registration.numpy()
+        for stage in STAGES:
+            errors = pose_errors(meshes[stage], truth)
+            errors["roughness_mm"] = surface_roughness(meshes[stage], template.faces)
+            poses[stage].append(errors)
+        truth_roughness.append(surface_roughness(truth, template.faces))
+
     for label, folder, views in ACCURACY_ROWS:
         log.info("model card: %s", label)
         cameras = len(read_rig_json(root / folder / "rig.json"))
@@ -143,8 +237,12 @@ def model_card(
             max_frames=max_frames,
             device=device,
             scan_points=scan_points,
+            on_frame=pose if label == ACCURACY_ROWS[0][0] else None,
         )
     card: dict[str, object] = {"rows": rows}
+    if poses["coarse"]:
+        card["pose"] = {stage: _pose_summary(poses[stage]) for stage in STAGES}
+        card["pose"]["truth_roughness_mm"] = float(np.median(truth_roughness))
     for key, folder in (("jitter_static", "test_static"), ("talking", "test_talk")):
         log.info("model card: %s", key)
         seq = sequence_outputs(model, template, root / folder, device)
@@ -209,6 +307,29 @@ def markdown_table(card: dict[str, object]) -> str:
             f"| {name} | {_cell(c['v2v'])} | {_cell(r['v2v'])} | {_cell(c['s2m'])} "
             f"| {_cell(r['s2m'])} |"
         )
+    if "pose" in card:
+        lines += [
+            "",
+            f"| placement ({next(iter(rows))}; per frame: median / p90 of the magnitude) "
+            "| coarse | refined |",
+            "|---|---:|---:|",
+        ]
+        for key, label in zip(
+            POSE_KEYS,
+            (
+                "size error (%)",
+                "rotation error (°)",
+                "centroid error (mm)",
+                "v2v left after a best-fit similarity (mm)",
+                f"roughness (mm; registrations: {card['pose']['truth_roughness_mm']:.2f})",
+            ),
+            strict=True,
+        ):
+            cells = [
+                f"{card['pose'][s][key]['median']:.2f} / {card['pose'][s][key]['p90_abs']:.2f}"
+                for s in STAGES
+            ]
+            lines.append(f"| {label} | {' | '.join(cells)} |")
     lines += [
         "",
         f"| temporal (100 frames) | coarse | refined | refined + One-Euro {FILTER_HZ:g} Hz |",
@@ -231,9 +352,13 @@ def markdown_table(card: dict[str, object]) -> str:
 
 __all__ = [
     "ACCURACY_ROWS",
+    "POSE_KEYS",
     "REGION_GROUPS",
     "markdown_table",
     "model_card",
+    "pose_errors",
     "sequence_outputs",
+    "similarity_fit",
+    "surface_roughness",
     "temporal_stats",
 ]

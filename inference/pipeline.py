@@ -26,16 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from capture.camera import Rig
-from capture.errors import ConfigError
+from capture.errors import CaptureError, ConfigError
 from capture.frames import FrameSet
 from capture.session import CaptureSession, SetQueue
 from inference.loaded_model import UNTRAINED_LABEL, LoadedModel, load_pipeline_model
-from inference.network.feature_net import FeatureNet
-from inference.network.model import TempehModel
-from inference.network.v2v import V2VModel
+from inference.precision import enable_mixed_precision
 from inference.preprocess import FrameStacker, RigTensors
 from inference.temporal_filter import OneEuroFilter
 
@@ -123,29 +120,6 @@ class WorkerStatus:
     errors: int
     fps: float
     last_error: str | None
-
-
-def enable_mixed_precision(model: TempehModel, dtype: torch.dtype) -> None:
-    """Run the 2D feature nets and the 3D V2V networks under CUDA autocast (``dtype``).
-
-    Projection, sampling, fusion and soft-argmax stay in float32: their outputs are positions
-    in mm, where bfloat16's 8-bit mantissa would cost millimetres. Each wrapped module
-    returns float32. Idempotent.
-    """
-    for module in model.modules():
-        if isinstance(module, FeatureNet | V2VModel) and "forward" not in vars(module):
-            module.forward = _autocast_forward(module, dtype)  # type: ignore[method-assign]
-
-
-def _autocast_forward(module: nn.Module, dtype: torch.dtype) -> Callable:
-    inner = type(module).forward
-
-    def forward(*args: object, **kwargs: object) -> torch.Tensor:
-        with torch.autocast("cuda", dtype=dtype):
-            out = inner(module, *args, **kwargs)
-        return out.float()
-
-    return forward
 
 
 class InferenceWorker:
@@ -381,7 +355,10 @@ class InferenceWorker:
                     if self.on_result is not None:
                         self.on_result(result)
                 except Exception as exc:  # reported, and the worker goes on
-                    log.exception("inference failed on set %d", fs.sequence)
+                    if isinstance(exc, CaptureError):  # bad input: the message says it all
+                        log.error("set %d not reconstructed: %s", fs.sequence, exc)
+                    else:
+                        log.exception("inference failed on set %d", fs.sequence)
                     self._record_error(exc)
                     if self.on_error is not None:
                         self.on_error(exc)

@@ -130,6 +130,9 @@ class RefineConfig:
         Depth tolerance of the visibility test (normalized depth units).
     chunk_vertices : int
         Vertices per local-V2V call, to bound memory.
+    centered_grid : bool
+        Local grid symmetric about the vertex (:func:`inference.geometry.grid_offsets`); the
+        official grid (False) is shifted half a spacing towards −x, −y, −z.
     """
 
     feature_net: FeatureNetConfig = field(default_factory=FeatureNetConfig)
@@ -148,6 +151,7 @@ class RefineConfig:
     render_size: int = 200
     visibility_eps: float = 0.003
     chunk_vertices: int = 1024
+    centered_grid: bool = False
 
 
 @dataclass(frozen=True)

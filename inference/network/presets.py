@@ -30,7 +30,7 @@ LITE = ModelConfig(
     refine=RefineConfig(
         feature_net=FeatureNetConfig(descriptor_dim=8, base_width=16),
         voxel_dim=2,
-        voxel_inc=8.0,
+        voxel_inc=12.0,
         v2v=V2VConfig(
             front_channels=(8, 8),
             encoder_channels=(16,),
@@ -40,6 +40,7 @@ LITE = ModelConfig(
         ),
         image_resize_factor=8,
         render_size=64,
+        centered_grid=True,
     ),
     template="procedural",
 )

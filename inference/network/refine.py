@@ -111,7 +111,7 @@ class RefineStage(nn.Module):
         if random_rotation:
             rotations = geometry.random_rotations(B * N, generator).to(images).view(B, N, 3, 3)
         d = cfg.voxel_dim
-        offsets = geometry.grid_offsets(d, cfg.voxel_inc).to(images)
+        offsets = geometry.grid_offsets(d, cfg.voxel_inc, centered=cfg.centered_grid).to(images)
         out = []
         for start in range(0, N, cfg.chunk_vertices):
             sl = slice(start, min(start + cfg.chunk_vertices, N))

@@ -19,6 +19,14 @@ def checkpoint_path(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:08d}.pt"
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The step in a checkpoint's file name (:class:`CheckpointError` if it is not one)."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise CheckpointError("not a checkpoint file name (step_XXXXXXXX.pt)", path=path)
+    return int(match.group(1))
+
+
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The checkpoint with the highest step, ``None`` when the run has none."""
     folder = Path(run_dir) / CHECKPOINT_DIR
@@ -26,6 +34,18 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
         return None
     found = sorted(p for p in folder.iterdir() if _NAME.match(p.name))
     return found[-1] if found else None
+
+
+def prune_checkpoints(run_dir: str | Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest checkpoints (``keep`` 0: none); returns the deleted."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if keep <= 0 or not folder.is_dir():
+        return []
+    found = sorted(p for p in folder.iterdir() if _NAME.match(p.name))
+    old = found[:-keep]
+    for path in old:
+        path.unlink(missing_ok=True)
+    return old
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -103,6 +103,9 @@ class TrainConfig:
         Standard deviation of that noise, mm.
     log_every, val_every, checkpoint_every : int
         Intervals in steps (0 disables validation / intermediate checkpoints).
+    keep_checkpoints : int
+        Checkpoints kept in the run folder, newest first (0: all); older ones are deleted
+        after each save, so a long run does not fill the disk.
     val_frames : int
         Validation frames evaluated (the first ones of the ``val`` list).
     seed : int
@@ -130,6 +133,7 @@ class TrainConfig:
     log_every: int = 10
     val_every: int = 100
     checkpoint_every: int = 500
+    keep_checkpoints: int = 5
     val_frames: int = 4
     seed: int = 0
     device: str = "cpu"

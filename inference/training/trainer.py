@@ -29,8 +29,15 @@ from inference.dataset import DatasetConfig, MultiViewDataset, collate_frames
 from inference.geometry import project_points
 from inference.head_model import load_head_model_data
 from inference.losses import point_to_surface_loss
-from inference.training.checkpoints import checkpoint_path, latest_checkpoint, load_checkpoint
-from inference.training.config import TrainConfig
+from inference.network.config import CoarseConfig, ModelConfig, RefineConfig
+from inference.training.checkpoints import (
+    checkpoint_path,
+    checkpoint_step,
+    latest_checkpoint,
+    load_checkpoint,
+    prune_checkpoints,
+)
+from inference.training.config import CONFIG_NAME, TrainConfig
 from inference.training.stages import Stage, make_stage
 
 log = logging.getLogger(__name__)
@@ -38,7 +45,7 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Fields a resumed run must share with the saved config; the others may change on resume.
-RESUME_KEYS = ("stage", "preset", "model", "data", "batch_size", "seed", "coarse_run")
+RESUME_KEYS = ("stage", "preset", "data", "batch_size", "seed", "coarse_run")
 _STEP_SEED = 1_000_003
 
 
@@ -95,29 +102,75 @@ def _init_distributed(cfg: TrainConfig) -> _Dist:
     return _Dist(rank, world, device)
 
 
+def _trained_model(cfg: TrainConfig) -> ModelConfig:
+    """The part of ``cfg.model`` the stage's weights depend on (the other stage's section is
+    reset: a coarse run never builds the refinement, and a refinement run fed by a coarse run
+    takes the coarse config from that run)."""
+    if cfg.stage == "coarse":
+        return replace(cfg.model, refine=RefineConfig())
+    return cfg.model if cfg.coarse_run is None else replace(cfg.model, coarse=CoarseConfig())
+
+
+def _schedule_conflict(saved: TrainConfig, cfg: TrainConfig, done: int) -> int | None:
+    """The first step below ``done`` whose loss phase differs between the two configs
+    (phases compared by their settings, not by where they end); None when they agree."""
+    bounds = {0} | {p.until_step for p in (*saved.schedule, *cfg.schedule)}
+    for step in sorted(b for b in bounds if b < done):
+        a, b = saved.phase(step), cfg.phase(step)
+        if replace(a, until_step=0) != replace(b, until_step=0):
+            return step
+    return None
+
+
 def _resolve_config(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfig:
-    """The config to run: ``cfg``, or on resume the saved one with ``cfg``'s run settings."""
+    """The config to run: ``cfg``, or on resume the saved one with ``cfg``'s run settings.
+
+    A resumed run may change how long it runs and its schedule from the current step on (to
+    train longer), and the section of the model config its stage does not train; anything
+    that would change the steps already done is refused.
+    """
     if not resume:
         if latest_checkpoint(run_dir) is not None:
             raise ConfigError("the run folder already has checkpoints; resume it", path=run_dir)
         return cfg
     saved = TrainConfig.load(run_dir)
+    config_path = run_dir / CONFIG_NAME
     for key in RESUME_KEYS:
         if getattr(saved, key) != getattr(cfg, key):
             raise ConfigError(
                 f"differs from the saved run ({getattr(saved, key)!r} there, "
                 f"{getattr(cfg, key)!r} asked)",
-                path=run_dir / "config.json",
+                path=config_path,
                 field=key,
             )
+    if _trained_model(saved) != _trained_model(cfg):
+        raise ConfigError(
+            f"the {cfg.stage} network differs from the saved run's: train it in a new folder "
+            "(or move this run away)",
+            path=config_path,
+            field="model",
+        )
+    latest = latest_checkpoint(run_dir)
+    done = 0 if latest is None else checkpoint_step(latest)
+    step = _schedule_conflict(saved, cfg, done)
+    if step is not None:
+        raise ConfigError(
+            f"the loss schedule at step {step} differs from the one the run was trained with "
+            f"({saved.phase(step)} there, {cfg.phase(step)} asked); only steps from {done} on "
+            "may change",
+            path=config_path,
+            field="schedule",
+        )
     return replace(
         saved,
         steps=cfg.steps,
+        schedule=cfg.schedule,
         device=cfg.device,
         amp=cfg.amp,
         log_every=cfg.log_every,
         val_every=cfg.val_every,
         checkpoint_every=cfg.checkpoint_every,
+        keep_checkpoints=cfg.keep_checkpoints,
     )
 
 
@@ -408,6 +461,7 @@ def train(
                 result.checkpoint = _save(
                     checkpoint_path(run_dir, done), module, optimizer, done, cfg
                 )
+                prune_checkpoints(run_dir, cfg.keep_checkpoints)
     finally:
         if bar is not None:
             bar.close()

@@ -13,13 +13,14 @@ from capture.default_rigs import load_shipped_rig
 from inference.evaluation import evaluate
 from inference.head_model import load_head_model_data
 from inference.model_store import DEFAULT_MODEL, load_model, read_model_file
+from inference.precision import compare_precision
 from inference.synth import SynthConfig, write_synthetic_dataset
 
 MAX_BYTES = 25 * 1024 * 1024
-SHIPPED_V2V_MM = 15.0
+SHIPPED_V2V_MM = 12.0
 """Bound on the median vertex error of the shipped model on fresh frames (see the README's
 model card for what it reaches; issue 5 asks for 3 mm, which this CPU-trained model does not
-reach yet: 9.7 mm median on its held-out test split)."""
+reach yet: 8.2 mm median on its held-out test split)."""
 
 
 def test_default_model_is_shipped_small_and_weights_only() -> None:
@@ -29,7 +30,10 @@ def test_default_model_is_shipped_small_and_weights_only() -> None:
     assert data["config"]["template"] == "procedural"
     assert tuple(data["config"]["input_size"]) == (1200, 1600)
     card = DEFAULT_MODEL.with_suffix(".json")
-    assert json.loads(card.read_text())["model"]["config"]["refine"]["voxel_dim"] == 2
+    refine = json.loads(card.read_text())["model"]["config"]["refine"]
+    # the lite 2³ grid must be centred: the official convention would only reach one octant
+    assert refine["voxel_dim"] == 2 and refine["centered_grid"] is True
+    assert data["config"]["refine"]["centered_grid"] is True
 
 
 @pytest.fixture(scope="module")
@@ -50,5 +54,21 @@ def test_default_model_reconstructs_fresh_heads(fresh_frames: Path) -> None:
     assert report["frames"] == 3
     refined = report["refined"]["v2v"]["median_mm"]
     assert refined < SHIPPED_V2V_MM
-    assert refined <= report["coarse"]["v2v"]["median_mm"] + 0.2
+    assert refined < report["coarse"]["v2v"]["median_mm"]  # the refinement helps
     assert np.isfinite(report["refined"]["s2m"]["median_mm"])
+
+
+def test_bfloat16_autocast_costs_a_fraction_of_a_millimetre(fresh_frames: Path) -> None:
+    """The reduced-precision measurement of issue 7, on the CPU's bfloat16 autocast."""
+    model, template = load_model("default")
+    both = compare_precision(
+        model, template, fresh_frames, torch.bfloat16, split="test", max_frames=1, scan_points=200
+    )
+    for stage in ("coarse", "refined"):
+        moved = both["vs_fp32"][stage]
+        # autocast really ran (bfloat16 keeps 8 mantissa bits), and moved vertices little
+        assert 0.0 < moved["median_mm"] < 0.5, (stage, moved)
+        fp32, bf16 = both["fp32"][stage]["v2v"], both["reduced"][stage]["v2v"]
+        assert abs(fp32["median_mm"] - bf16["median_mm"]) < 0.5
+    # the model passed in stays float32: only its copy was wrapped
+    assert "forward" not in vars(model.coarse.feature_net)

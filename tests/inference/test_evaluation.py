@@ -113,6 +113,16 @@ def test_evaluate_default_model(tmp_path, capsys, tiny_dataset, monkeypatch):
     argv += ["--max-frames", "1", "--scan-points", "200", "--no-heatmaps"]
     assert main([*argv, "--out", str(tmp_path / "r")]) == 0
     assert json.loads(capsys.readouterr().out)["frames"] == 1
+    # --precision adds the fp32 comparison, measured on the same frame
+    assert main([*argv, "--out", str(tmp_path / "p"), "--precision", "fp16"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    info = report["precision"]
+    assert (info["dtype"], info["device"], report["frames"]) == ("fp16", "cpu", 1)
+    for stage in ("coarse", "refined"):
+        assert set(info["vs_fp32"][stage]) == STAT_KEYS | {"max_mm", "over_1mm"}
+        assert 0.0 <= info["vs_fp32"][stage]["over_1mm"] <= 1.0
+        assert 0.0 < info["vs_fp32"][stage]["median_mm"] <= info["vs_fp32"][stage]["max_mm"]
+        _check_stats(info["fp32"][stage]["v2v"])
     # an installation that lost the shipped file says what to do
     from inference import model_store
 

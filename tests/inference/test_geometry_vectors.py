@@ -129,6 +129,21 @@ def test_grid_offsets_are_official() -> None:
     assert torch.all(off[0, 3] == -2.0) and torch.all(off[2, :, :, 5] == 2.0)
 
 
+def test_centered_grid_offsets_reach_both_ways() -> None:
+    # the lite refinement's 2³ grid: the official convention would give {-8, 0} (one octant)
+    assert g.grid_offsets(2, 8.0)[0, :, 0, 0].tolist() == [-8.0, 0.0]
+    two = g.grid_offsets(2, 8.0, centered=True)
+    assert two[0, :, 0, 0].tolist() == [-4.0, 4.0]
+    for dim in (2, 3, 8):
+        off = g.grid_offsets(dim, 2.0, dtype=torch.float64, centered=True)
+        assert torch.allclose(off.flatten(1).mean(dim=1), torch.zeros(3, dtype=torch.float64))
+        assert off[0, :, 0, 0].tolist() == [2.0 * i - (dim - 1) for i in range(dim)]
+    # uniform logits: the expected offset is the grid centre, i.e. the vertex stays put
+    logits = torch.zeros(1, 1, 2, 2, 2)
+    disp = g.soft_argmax(logits, two.unsqueeze(0).unsqueeze(0))
+    assert torch.allclose(disp, torch.zeros(1, 1, 3))
+
+
 def test_soft_argmax_both_styles(shared_vectors: Path) -> None:
     d = _load(shared_vectors, "soft_argmax.npz")
     logits = _t(d["logits"])

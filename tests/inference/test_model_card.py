@@ -102,8 +102,12 @@ def test_model_card_command(recipe_folder: Path, tmp_path: Path, capsys) -> None
     for stage in ("coarse", "refined", "refined_filtered"):
         assert card["jitter_static"][stage]["truth_motion"]["median_mm"] == 0.0
         assert card["talking"][stage]["frame_v2v_median"]["max_mm"] > 0
+    for stage in ("coarse", "refined"):
+        pose = card["pose"][stage]
+        assert pose["aligned_v2v_mm"]["median"] >= 0.0 and pose["rotation_deg"]["p90_abs"] >= 0.0
     table = (out / "card.md").read_text()
     assert "| test, 8 views | 0 | skipped" in table and "still head" in table
+    assert "| size error (%) |" in table
     assert table in capsys.readouterr().out
 
 
@@ -115,3 +119,37 @@ def test_filtered_sequence_is_steadier() -> None:
     raw = temporal_stats(still, np.zeros_like(still))["jitter"]["median_mm"]
     smooth = temporal_stats(filtered(still, 30.0), np.zeros_like(still))["jitter"]["median_mm"]
     assert smooth < 0.5 * raw
+
+
+def test_pose_errors_recover_a_known_similarity() -> None:
+    from inference.model_card import pose_errors, similarity_fit
+
+    rng = np.random.default_rng(2)
+    truth = rng.normal(0.0, 80.0, (500, 3))
+    angle = np.radians(5.0)
+    R = np.array(
+        [[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0], [0, 0, 1]]
+    )
+    # a head 4 % too small, turned 5° about z and shifted 3 mm, plus 0.5 mm noise per axis
+    predicted = 0.96 * (truth - truth.mean(0)) @ R.T + truth.mean(0) + [3.0, 0.0, 0.0]
+    s, R_fit, t = similarity_fit(predicted, truth)
+    np.testing.assert_allclose(s * predicted @ R_fit.T + t, truth, atol=1e-9)
+    errors = pose_errors(predicted + rng.normal(0.0, 0.5, predicted.shape), truth)
+    assert errors["scale_pct"] == pytest.approx(-4.0, abs=0.05)
+    assert errors["rotation_deg"] == pytest.approx(5.0, abs=0.05)
+    assert errors["translation_mm"] == pytest.approx(3.0, abs=0.1)
+    # what is left is the noise: median of |N(0, 0.5² I)| in 3-D is 0.77 mm
+    assert errors["aligned_v2v_mm"] == pytest.approx(0.77, abs=0.05)
+
+
+def test_surface_roughness_of_an_octahedron() -> None:
+    from inference.model_card import surface_roughness
+
+    # each vertex's four neighbours average to the centre: 10 mm away
+    v = 10.0 * np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]])
+    faces = np.array(
+        [[0, 2, 4], [2, 1, 4], [1, 3, 4], [3, 0, 4], [2, 0, 5], [1, 2, 5], [3, 1, 5], [0, 3, 5]]
+    )
+    assert surface_roughness(v, faces) == pytest.approx(10.0)
+    # the measure is in mm: it scales with the mesh
+    assert surface_roughness(2.0 * v, faces) == pytest.approx(20.0)

@@ -112,6 +112,45 @@ def test_lr_scale_of_a_phase(data, tmp_path):
     assert load_checkpoint(result.checkpoint)["optimizer"]["param_groups"][0]["lr"] == 0.0
 
 
+def test_a_resumed_run_can_be_extended_but_not_rewritten(data, tmp_path):
+    """Training longer with a new last phase equals having planned it from the start; a
+    schedule that changes steps already done, or a changed coarse network, is refused."""
+    planned = (Phase(3), Phase(6, lr_scale=0.5))
+    straight = train(tiny_config(data, steps=6, schedule=planned), tmp_path / "a", progress=False)
+    run = tmp_path / "b"
+    train(tiny_config(data, steps=3, schedule=(Phase(3),)), run, progress=False)
+    # the refinement section of a coarse run's model config is free to change
+    other_refine = dataclasses.replace(TINY, refine=dataclasses.replace(TINY.refine, voxel_inc=5))
+    extended = tiny_config(data, steps=6, schedule=planned, model=other_refine)
+    resumed = train(extended, run, resume=True, progress=False)
+    assert resumed.step == 6
+    assert TrainConfig.load(run).schedule == planned
+    a, b = (
+        load_checkpoint(straight.checkpoint)["model"],
+        load_checkpoint(resumed.checkpoint)["model"],
+    )
+    assert all(torch.equal(v, b[k]) for k, v in a.items())
+
+    rewritten = tiny_config(data, steps=8, schedule=(Phase(2), Phase(8, lr_scale=0.5)))
+    with pytest.raises(ConfigError, match="step 2 differs") as err:
+        train(rewritten, run, resume=True, progress=False)
+    assert err.value.field == "schedule"
+    other_coarse = dataclasses.replace(TINY, coarse=dataclasses.replace(TINY.coarse, voxel_inc=40))
+    with pytest.raises(ConfigError, match="coarse network differs"):
+        train(tiny_config(data, steps=8, model=other_coarse), run, resume=True, progress=False)
+
+
+def test_old_checkpoints_are_pruned_and_the_run_still_resumes(data, tmp_path):
+    cfg = tiny_config(data, steps=4, checkpoint_every=1, keep_checkpoints=2)
+    train(cfg, tmp_path, progress=False)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step_00000003.pt", "step_00000004.pt"]
+    result = train(dataclasses.replace(cfg, steps=5), tmp_path, resume=True, progress=False)
+    assert result.step == 5
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step_00000004.pt", "step_00000005.pt"]
+
+
 _DDP_WORKER = """
 import os, sys, torch
 torch.set_num_threads(1)
