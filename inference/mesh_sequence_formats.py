@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import re
-import uuid
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from capture.atomic import temporary_sibling, write_atomically
 from capture.errors import ConfigError, MeshIOError
 from inference.mesh_io import write_mesh
 
@@ -125,20 +125,6 @@ def check_formats(formats: Sequence[str]) -> tuple[str, ...]:
     return out
 
 
-def atomic_target(path: Path) -> Path:
-    """A temporary sibling with the same suffix (writers pick the format from it)."""
-    return path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}{path.suffix}")
-
-
-def replace_atomically(tmp: Path, path: Path) -> None:
-    """Move a finished temporary file onto ``path`` (removing it if that fails)."""
-    try:
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise MeshIOError(f"cannot move the written file into place ({exc})", path=path) from exc
-
-
 # --- NPZ ---------------------------------------------------------------------------------------
 
 
@@ -149,9 +135,8 @@ def save_npz(seq: MeshSequence, path: str | Path) -> Path:
     half-written file. Parent folders are created.
     """
     path = Path(path)
-    tmp = atomic_target(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(tmp: Path) -> None:
         with tmp.open("wb") as fh:
             np.savez(
                 fh,
@@ -163,10 +148,11 @@ def save_npz(seq: MeshSequence, path: str | Path) -> Path:
                 source=np.str_(seq.source),
                 units=np.str_("mm"),
             )
+
+    try:
+        write_atomically(path, write)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise MeshIOError(f"cannot write NPZ ({exc})", path=path) from exc
-    replace_atomically(tmp, path)
     log.debug("wrote %s: %d frames", path, seq.num_frames)
     return path
 
@@ -267,17 +253,15 @@ def write_usd(seq: MeshSequence, path: str | Path, meters_per_unit: float = 1.0)
     stamps = prim.CreateAttribute("tempeh:timestamps", Sdf.ValueTypeNames.DoubleArray, custom=True)
     stamps.Set(Vt.DoubleArray.FromNumpy(seq.timestamps))
     args = {"format": "usdc"} if path.suffix.lower() == ".usd" else {}
-    tmp = atomic_target(path)
+
+    def write(tmp: Path) -> None:
+        if not stage.GetRootLayer().Export(str(tmp), args=args):
+            raise MeshIOError("cannot write USD", path=path)
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        ok = stage.GetRootLayer().Export(str(tmp), args=args)
+        write_atomically(path, write)
     except (OSError, RuntimeError) as exc:
-        tmp.unlink(missing_ok=True)
         raise MeshIOError(f"cannot write USD ({exc})", path=path) from exc
-    if not ok:
-        tmp.unlink(missing_ok=True)
-        raise MeshIOError("cannot write USD", path=path)
-    replace_atomically(tmp, path)
     log.debug("wrote %s: %d frames at %g fps", path, seq.num_frames, seq.fps)
     return path
 
@@ -376,13 +360,12 @@ def write_frame(path: str | Path, vertices_mm: np.ndarray, faces: np.ndarray, fm
         raise ConfigError(f"per-frame format must be one of {FRAME_FORMATS}, got {fmt!r}")
     if path.suffix.lower() != f".{fmt}":
         raise MeshIOError(f"a {fmt} frame must end in .{fmt}", path=path)
-    tmp = atomic_target(path)
     try:
-        write_mesh(tmp, vertices_mm, faces, units="m")
+        write_atomically(path, lambda tmp: write_mesh(tmp, vertices_mm, faces, units="m"))
     except MeshIOError as exc:
-        tmp.unlink(missing_ok=True)
         raise MeshIOError(exc.reason, path=path) from exc
-    replace_atomically(tmp, path)
+    except OSError as exc:
+        raise MeshIOError(f"cannot write the frame ({exc})", path=path) from exc
     return path
 
 
@@ -422,7 +405,7 @@ def start_frame_log(path: Path, fps: float, source: str) -> bool:
     several processes never overwrite each other's header. Returns whether it was created.
     """
     header = {"kind": FRAME_LOG_KIND, "version": 1, "fps": fps, "units": "m", "source": source}
-    tmp = atomic_target(path)
+    tmp = temporary_sibling(path)
     try:
         tmp.write_text(json.dumps(header) + "\n", encoding="utf-8")
         os.link(tmp, path)

@@ -33,15 +33,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from capture.atomic import write_atomically
 from capture.camera import Camera, Rig, depth, project
 from capture.errors import ConfigError
 from capture.rig_json import write_rig_json
@@ -180,13 +179,6 @@ def split_subjects(subjects: list[str], config: SynthConfig) -> dict[str, list[s
         "val": subjects[n_train : n_train + n_val],
         "test": subjects[n_train + n_val :],
     }
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part" + path.suffix)
-    write(tmp)
-    os.replace(tmp, path)
 
 
 def tka_rig(rig: Rig, folder: Path) -> Rig:
@@ -392,7 +384,9 @@ def write_synthetic_dataset(
                         renderer, verts, model.template, material, seq_seed, int(frame)
                     )
                     for path, img in zip(paths["images"], images, strict=True):
-                        _atomic(path, lambda p, img=img: Image.fromarray(img).save(p, format="PNG"))
+                        write_atomically(
+                            path, lambda p, img=img: Image.fromarray(img).save(p, format="PNG")
+                        )
                     rng = np.random.default_rng([config.seed, si, qi, int(frame)])
                     scan = simulate_scan(
                         used,
@@ -403,8 +397,8 @@ def write_synthetic_dataset(
                         config.scan,
                         renderer.ctx,
                     )
-                    _atomic(paths["scan"], lambda p, s=scan: _save_npy(p, s.points))
-                    _atomic(
+                    write_atomically(paths["scan"], lambda p, s=scan: _save_npy(p, s.points))
+                    write_atomically(
                         paths["registration"],
                         lambda p, v=verts: write_mesh(p, v, model.template.faces, units="m"),
                     )

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.utils.data import DistributedSampler
 
+from capture.atomic import write_atomically
 from capture.errors import ConfigError
 from inference.dataset import DatasetConfig, MultiViewDataset, collate_frames
 from inference.geometry import project_points
@@ -304,20 +305,14 @@ def draw_vertices(batch: dict, vertices: Tensor, max_views: int = 4) -> np.ndarr
 
 
 def _save(path: Path, module: nn.Module, optimizer, step: int, cfg: TrainConfig) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "model": module.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-            "config": json.dumps(cfg.to_dict()),
-            "rng": _rng_state(cfg.seed),
-        },
-        tmp,
-    )
-    tmp.replace(path)
-    return path
+    state = {
+        "model": module.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "config": json.dumps(cfg.to_dict()),
+        "rng": _rng_state(cfg.seed),
+    }
+    return write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def train(
