@@ -29,8 +29,9 @@ import torch
 
 from capture.rig_json import read_rig_json
 from inference.evaluation import STAGES, error_statistics, evaluate
-from inference.head_data import HeadTemplate
+from inference.head_data import HeadTemplate, unique_edges
 from inference.network.model import TempehModel
+from inference.procedural.fields import smooth_field
 from inference.temporal_filter import OneEuroFilter
 
 log = logging.getLogger(__name__)
@@ -131,18 +132,10 @@ def surface_roughness(vertices: np.ndarray, faces: np.ndarray) -> float:
     """Median distance of a vertex from the mean of its mesh neighbours, mm (the size of the
     umbrella Laplacian): high-frequency noise that vertex errors alone do not show."""
     v = np.asarray(vertices, dtype=np.float64)
-    f = np.asarray(faces, dtype=np.int64)
-    edges = np.unique(
-        np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), 1), axis=0
-    )
-    total = np.zeros_like(v)
-    count = np.zeros(len(v))
-    for a, b in ((0, 1), (1, 0)):
-        np.add.at(total, edges[:, a], v[edges[:, b]])
-        np.add.at(count, edges[:, a], 1.0)
-    used = count > 0
-    mean = total[used] / count[used, None]
-    return float(np.median(np.linalg.norm(v[used] - mean, axis=1)))
+    edges = unique_edges(faces)
+    neighbours_mean = smooth_field(v, edges, iterations=1, rate=1.0)
+    used = np.bincount(edges.ravel(), minlength=len(v)) > 0
+    return float(np.median(np.linalg.norm(v[used] - neighbours_mean[used], axis=1)))
 
 
 POSE_KEYS = ("scale_pct", "rotation_deg", "translation_mm", "aligned_v2v_mm", "roughness_mm")

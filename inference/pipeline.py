@@ -32,7 +32,7 @@ from capture.errors import CaptureError, ConfigError
 from capture.frames import FrameSet
 from capture.session import CaptureSession, SetQueue
 from inference.loaded_model import UNTRAINED_LABEL, LoadedModel, load_pipeline_model
-from inference.precision import enable_mixed_precision
+from inference.precision import autocast_dtype, enable_mixed_precision
 from inference.preprocess import FrameStacker, RigTensors
 from inference.temporal_filter import OneEuroFilter
 
@@ -191,10 +191,8 @@ class InferenceWorker:
             return None
         torch.backends.cudnn.benchmark = True
         if precision == "auto":
-            bf16 = torch.cuda.is_bf16_supported()
-            dtype = torch.bfloat16 if bf16 else torch.float16
-        else:
-            dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        dtype = autocast_dtype(precision)
         enable_mixed_precision(self.loaded.model, dtype)
         return dtype
 

@@ -19,30 +19,31 @@ def checkpoint_path(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:08d}.pt"
 
 
-def checkpoint_step(path: str | Path) -> int:
-    """The step in a checkpoint's file name (:class:`CheckpointError` if it is not one)."""
-    match = _NAME.match(Path(path).name)
-    if match is None:
-        raise CheckpointError("not a checkpoint file name (step_XXXXXXXX.pt)", path=path)
-    return int(match.group(1))
+def _checkpoints(run_dir: str | Path) -> list[Path]:
+    """The run's checkpoint files, oldest step first (the names sort by step)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path | None:
     """The checkpoint with the highest step, ``None`` when the run has none."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    if not folder.is_dir():
-        return None
-    found = sorted(p for p in folder.iterdir() if _NAME.match(p.name))
+    found = _checkpoints(run_dir)
     return found[-1] if found else None
+
+
+def done_steps(run_dir: str | Path) -> int:
+    """Optimizer steps of the run's latest checkpoint, from its name (0 when it has none)."""
+    latest = latest_checkpoint(run_dir)
+    return 0 if latest is None else int(_NAME.match(latest.name).group(1))
 
 
 def prune_checkpoints(run_dir: str | Path, keep: int) -> list[Path]:
     """Delete all but the ``keep`` newest checkpoints (``keep`` 0: none); returns the deleted."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    if keep <= 0 or not folder.is_dir():
+    if keep <= 0:
         return []
-    found = sorted(p for p in folder.iterdir() if _NAME.match(p.name))
-    old = found[:-keep]
+    old = _checkpoints(run_dir)[:-keep]
     for path in old:
         path.unlink(missing_ok=True)
     return old

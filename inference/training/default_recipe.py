@@ -25,6 +25,7 @@ from pathlib import Path
 
 from inference.losses import V2V_WEIGHTS_PRETRAINING
 from inference.synth import SynthConfig
+from inference.training.checkpoints import done_steps
 from inference.training.config import Phase, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ def run_recipe(
     )
     steps = {}
     for name, run, cfg in runs:
-        steps[name] = _done_steps(run)
+        steps[name] = done_steps(run)
         if steps[name] >= cfg.steps:
             continue
         remaining = left()
@@ -260,21 +261,13 @@ def write_sidecar(model: Path, root: Path) -> Path:
     return path
 
 
-def _done_steps(run: Path) -> int:
-    """Optimizer steps in ``run``'s latest checkpoint (0 when it has none)."""
-    from inference.training.checkpoints import checkpoint_step, latest_checkpoint
-
-    path = latest_checkpoint(run)
-    return 0 if path is None else checkpoint_step(path)
-
-
 def _train_for(cfg: TrainConfig, run: Path, seconds: float | None, progress: bool) -> int:
     """Train ``cfg`` into ``run`` (resuming), stopping at a checkpoint once ``seconds`` pass."""
     from inference.training.trainer import train
 
     deadline = None if seconds is None else time.perf_counter() + seconds
     while True:
-        step = _done_steps(run)
+        step = done_steps(run)
         if step >= cfg.steps or (deadline is not None and time.perf_counter() >= deadline):
             return step
         # with a deadline, train in slices of one checkpoint interval and check it in between

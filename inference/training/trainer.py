@@ -33,7 +33,7 @@ from inference.losses import point_to_surface_loss
 from inference.network.config import CoarseConfig, ModelConfig, RefineConfig
 from inference.training.checkpoints import (
     checkpoint_path,
-    checkpoint_step,
+    done_steps,
     latest_checkpoint,
     load_checkpoint,
     prune_checkpoints,
@@ -151,8 +151,7 @@ def _resolve_config(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfi
             path=config_path,
             field="model",
         )
-    latest = latest_checkpoint(run_dir)
-    done = 0 if latest is None else checkpoint_step(latest)
+    done = done_steps(run_dir)
     step = _schedule_conflict(saved, cfg, done)
     if step is not None:
         raise ConfigError(
