@@ -31,6 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
     p.add_argument("--batch-size", type=int, default=2, help="frames per step and process")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--grid-shift-mm",
+        type=float,
+        help="coarse: move the search grid by up to this per axis while training, so heads "
+        "away from the training data's positions are found (default 0; a resumed run keeps its "
+        "own)",
+    )
     p.add_argument("--val-every", type=int, default=100, help="validation interval (0: never)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint interval")
     p.add_argument(
@@ -81,11 +88,15 @@ def _train(args: argparse.Namespace) -> int:
         val_every=args.val_every,
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
+        grid_shift_mm=args.grid_shift_mm or 0.0,
     )
     if args.resume and (args.out / CONFIG_NAME).is_file():
         # this command has no schedule option: a resumed run keeps its own (its last phase
         # covers any added steps); the default one is for the --steps of a new run
-        cfg = dataclasses.replace(cfg, schedule=TrainConfig.load(args.out).schedule)
+        saved = TrainConfig.load(args.out)
+        cfg = dataclasses.replace(cfg, schedule=saved.schedule)
+        if args.grid_shift_mm is None:
+            cfg = dataclasses.replace(cfg, grid_shift_mm=saved.grid_shift_mm)
     result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if result.checkpoint is not None:
         print(f"step {result.step}: {result.checkpoint} ({result.steps_per_second:.2f} steps/s)")

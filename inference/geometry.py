@@ -12,6 +12,8 @@ The feature fusion lives in :mod:`inference.fusion` and the depth-test visibilit
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from torch import Tensor
@@ -226,7 +228,7 @@ def warp_grid(
     R_rand : Tensor or None
         (B, 3, 3) random grid rotation (training), None for the identity.
     origin : Tensor
-        (3,) grid origin, mm.
+        (3,) grid origin, or (B, 3) one per batch element, mm.
     translation_scale_mm : float
         ``½(D−1)·inc`` (387.5 mm in TEMPEH).
 
@@ -242,7 +244,7 @@ def warp_grid(
     )
     if R_rand is not None:
         p = torch.einsum("bij,bjxyz->bixyz", R_rand, p)
-    return p + origin.to(p).view(1, 3, 1, 1, 1)
+    return p + origin.to(p).reshape(-1, 3, 1, 1, 1)
 
 
 def soft_argmax(logits: Tensor, positions: Tensor, per_vertex: bool | None = None) -> Tensor:
@@ -306,6 +308,81 @@ def vertex_normals(vertices: Tensor, faces: Tensor) -> Tensor:
     for k in range(3):
         n = n.index_add(1, faces[:, k], fn)
     return F.normalize(n, dim=-1)
+
+
+def neighbour_mean_operator(
+    edges: Tensor,
+    num_vertices: int,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Tensor:
+    """(N, N) sparse CSR matrix whose product with per-vertex values gives, for every vertex,
+    the mean over its mesh neighbours (a row of zeros for a vertex without edges).
+
+    Parameters
+    ----------
+    edges : Tensor
+        (E, 2) int undirected edges, each listed once.
+    num_vertices : int
+    dtype, device
+        Of the matrix.
+    """
+    _check("edges", edges, (None, 2))
+    edges = edges.long().to(device)
+    src = torch.cat([edges[:, 0], edges[:, 1]])
+    dst = torch.cat([edges[:, 1], edges[:, 0]])
+    order = torch.argsort(src * num_vertices + dst)
+    src, dst = src[order], dst[order]
+    degree = torch.bincount(src, minlength=num_vertices)
+    rows = torch.zeros(num_vertices + 1, dtype=torch.long, device=src.device)
+    rows[1:] = torch.cumsum(degree, 0)
+    values = (1.0 / degree[src].to(torch.float64)).to(dtype)
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": used for matmul only
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(
+            rows, dst, values, (num_vertices, num_vertices), dtype=dtype, device=src.device
+        )
+
+
+def taubin_smooth(
+    vertices: Tensor,
+    neighbour_mean: Tensor,
+    iterations: int,
+    lam: float = 0.5,
+    mu: float = -0.53,
+) -> Tensor:
+    """Taubin λ|μ smoothing: removes vertex noise without the shrinking of plain Laplacian steps.
+
+    Each iteration moves every vertex ``λ`` of the way to the mean of its neighbours, then
+    ``μ`` (< 0: back out); isolated vertices stay put.
+
+    Parameters
+    ----------
+    vertices : Tensor
+        (B, N, 3).
+    neighbour_mean : Tensor
+        (N, N) sparse operator from :func:`neighbour_mean_operator`, same dtype and device.
+    iterations : int
+    lam, mu : float
+        Step sizes, ``0 < λ < −μ`` (Taubin 1995: 0.5 and −0.53).
+
+    Returns
+    -------
+    Tensor
+        (B, N, 3) smoothed vertices.
+    """
+    _check("vertices", vertices, (None, None, 3))
+    B, N, _ = vertices.shape
+    if neighbour_mean.shape != (N, N):
+        raise ValueError(f"neighbour_mean must be ({N}, {N}); got {tuple(neighbour_mean.shape)}")
+    if iterations <= 0:
+        return vertices
+    has = (neighbour_mean.crow_indices().diff() > 0).to(vertices.dtype).unsqueeze(-1)
+    x = vertices.transpose(0, 1).reshape(N, B * 3)  # one sparse product for the whole batch
+    for _ in range(iterations):
+        for rate in (lam, mu):
+            x = x + rate * (neighbour_mean @ x - x * has)
+    return x.reshape(N, B, 3).transpose(0, 1)
 
 
 def local_grid_points(vertices: Tensor, offsets: Tensor, rotations: Tensor | None = None) -> Tensor:

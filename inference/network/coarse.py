@@ -83,6 +83,7 @@ class CoarseStage(nn.Module):
         view_mask: Tensor,
         random_grid: bool = False,
         generator: torch.Generator | None = None,
+        origin_shift: Tensor | None = None,
     ) -> CoarseOutput:
         """Run the coarse stage.
 
@@ -102,6 +103,9 @@ class CoarseStage(nn.Module):
             Rotate the search grid by a uniformly random rotation (training).
         generator : torch.Generator, optional
             Source of the random rotation.
+        origin_shift : Tensor, optional
+            (B, 3) mm added to the search grid's origin (training: heads away from where the
+            data put them).
 
         Returns
         -------
@@ -117,16 +121,19 @@ class CoarseStage(nn.Module):
             rot = geometry.random_rotations(B, generator).to(images)
         else:
             rot = torch.eye(3, dtype=images.dtype, device=images.device).expand(B, 3, 3)
-        search = rot @ offsets.reshape(1, 3, -1) + self.origin.view(1, 3, 1)
+        origin = self.origin.expand(B, 3)
+        if origin_shift is not None:
+            origin = origin + origin_shift.to(origin)
+        search = rot @ offsets.reshape(1, 3, -1) + origin.unsqueeze(-1)
         volume = self._fuse(feats, search.transpose(1, 2), K, Rt, dist, view_mask, d)
         raw = self.sparse_point_net.grid_refiner(volume)
         scales, A, tau = geometry.decode_localizer(raw, self.config.localizer.scale_factor)
-        warped = geometry.warp_grid(offsets, A, tau, rot, self.origin, self.translation_scale_mm)
+        warped = geometry.warp_grid(offsets, A, tau, rot, origin, self.translation_scale_mm)
         points = warped.flatten(2).transpose(1, 2)
         volume = self._fuse(feats, points, K, Rt, dist, view_mask, d)
         logits = self.sparse_point_net.global_net(volume)
         vertices = geometry.soft_argmax(logits, warped)
-        center = (rot @ (tau * self.translation_scale_mm).unsqueeze(-1)).squeeze(-1) + self.origin
+        center = (rot @ (tau * self.translation_scale_mm).unsqueeze(-1)).squeeze(-1) + origin
         return CoarseOutput(
             vertices=vertices, warped_grid=warped, grid_center=center, scales=scales
         )

@@ -133,6 +133,10 @@ class RefineConfig:
     centered_grid : bool
         Local grid symmetric about the vertex (:func:`inference.geometry.grid_offsets`); the
         official grid (False) is shifted half a spacing towards −x, −y, −z.
+    output_smoothing : int
+        Taubin iterations (:func:`inference.geometry.taubin_smooth`) over the template's edges
+        applied to the refined mesh at inference (eval mode; training sees the raw output);
+        0 as the official code.
     """
 
     feature_net: FeatureNetConfig = field(default_factory=FeatureNetConfig)
@@ -152,6 +156,7 @@ class RefineConfig:
     visibility_eps: float = 0.003
     chunk_vertices: int = 1024
     centered_grid: bool = False
+    output_smoothing: int = 0
 
 
 @dataclass(frozen=True)

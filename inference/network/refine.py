@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from inference import fusion, geometry, visibility
+from inference.head_data import unique_edges
 from inference.network.coarse import check_views
 from inference.network.config import RefineConfig
 from inference.network.feature_net import FeatureNet
@@ -52,6 +53,8 @@ class RefineStage(nn.Module):
         embedding = torch.as_tensor(template_vertices, dtype=torch.float32) * config.embedding_scale
         self.register_buffer("embedding", embedding, persistent=False)
         self.register_buffer("faces", torch.as_tensor(faces, dtype=torch.long), persistent=False)
+        edges = torch.as_tensor(unique_edges(self.faces.cpu().numpy()))
+        self.register_buffer("edges", edges, persistent=False)
 
     def forward(
         self,
@@ -87,7 +90,8 @@ class RefineStage(nn.Module):
         Returns
         -------
         Tensor
-            (B, N, 3) refined vertices, mm, rig frame.
+            (B, N, 3) refined vertices, mm, rig frame (in eval mode smoothed by
+            ``config.output_smoothing`` Taubin iterations).
         """
         check_views(images, K, Rt, view_mask)
 
@@ -139,4 +143,9 @@ class RefineStage(nn.Module):
                 positions = torch.einsum("kij,kjxyz->kixyz", rot.reshape(-1, 3, 3), positions)
             disp = geometry.soft_argmax(logits, positions).reshape(B, n, 3)
             out.append(coarse_vertices[:, sl] + disp)
-        return torch.cat(out, dim=1)
+        refined = torch.cat(out, dim=1)
+        if not self.training and cfg.output_smoothing > 0:
+            # built per call (about 1 ms): sparse tensors cannot be deep-copied with the model
+            mean = geometry.neighbour_mean_operator(self.edges, N, refined.dtype, refined.device)
+            refined = geometry.taubin_smooth(refined, mean, cfg.output_smoothing)
+        return refined

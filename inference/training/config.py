@@ -92,6 +92,10 @@ class TrainConfig:
         AdamW weight decay.
     min_views : int
         Fewest views of a random view subset (clamped to the views available, at least 2).
+    grid_shift_mm : float
+        Coarse only: while training, the search grid's origin moves by a uniform random
+        offset in ±this per axis, so the localizer learns to find heads away from where the
+        training data put them (0: off, as the reference).
     schedule : tuple of Phase
         Loss phases, by ``until_step``; the last one also covers later steps.
     scan_points : int
@@ -126,6 +130,7 @@ class TrainConfig:
     localizer_lr: float = 1e-4
     weight_decay: float = 0.01
     min_views: int = 8
+    grid_shift_mm: float = 0.0
     schedule: tuple[Phase, ...] = ()
     scan_points: int = 2000
     coarse_run: str | None = None

@@ -121,12 +121,20 @@ def _groups(module: nn.Module, cfg: TrainConfig) -> list[dict]:
 
 
 class CoarseTrainingStage:
-    """The coarse stage: random search-grid rotation while training."""
+    """The coarse stage: random search-grid rotation (and shift) while training.
+
+    Parameters
+    ----------
+    template : HeadTemplate
+    grid_shift_mm : float
+        Half-width of the uniform random shift of the search grid per axis, mm (0: none).
+    """
 
     name = "coarse"
 
-    def __init__(self, template: HeadTemplate) -> None:
+    def __init__(self, template: HeadTemplate, grid_shift_mm: float = 0.0) -> None:
         self._losses = _TemplateLosses(template, EDGE_WEIGHTS_COARSE)
+        self.grid_shift_mm = grid_shift_mm
 
     def resize_factor(self, model_config: ModelConfig) -> int:
         return model_config.coarse.image_resize_factor
@@ -137,6 +145,10 @@ class CoarseTrainingStage:
     def forward(
         self, module: nn.Module, batch: dict, train: bool, generator: torch.Generator
     ) -> dict[str, Tensor]:
+        shift = None
+        if train and self.grid_shift_mm > 0:
+            B = batch["images"].shape[0]
+            shift = (torch.rand(B, 3, generator=generator) * 2 - 1) * self.grid_shift_mm
         out = module(
             batch["images"],
             batch["K"],
@@ -145,6 +157,7 @@ class CoarseTrainingStage:
             batch["view_mask"],
             train,
             generator,
+            shift,
         )
         return {"vertices": out.vertices}
 
@@ -322,5 +335,5 @@ class RefineTrainingStage:
 def make_stage(cfg: TrainConfig, template: HeadTemplate) -> Stage:
     """The stage plug-in of ``cfg.stage``."""
     if cfg.stage == "coarse":
-        return CoarseTrainingStage(template)
+        return CoarseTrainingStage(template, cfg.grid_shift_mm)
     return RefineTrainingStage(template, cfg.coarse_run, cfg.coarse_noise_mm)

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Fields a resumed run must share with the saved config; the others may change on resume.
-RESUME_KEYS = ("stage", "preset", "data", "batch_size", "seed", "coarse_run")
+RESUME_KEYS = ("stage", "preset", "data", "batch_size", "seed", "coarse_run", "grid_shift_mm")
 _STEP_SEED = 1_000_003
 
 
@@ -106,10 +106,12 @@ def _init_distributed(cfg: TrainConfig) -> _Dist:
 def _trained_model(cfg: TrainConfig) -> ModelConfig:
     """The part of ``cfg.model`` the stage's weights depend on (the other stage's section is
     reset: a coarse run never builds the refinement, and a refinement run fed by a coarse run
-    takes the coarse config from that run)."""
+    takes the coarse config from that run; settings that act only at inference are reset)."""
     if cfg.stage == "coarse":
         return replace(cfg.model, refine=RefineConfig())
-    return cfg.model if cfg.coarse_run is None else replace(cfg.model, coarse=CoarseConfig())
+    # the output smoothing acts in eval mode only: the weights do not depend on it
+    model = replace(cfg.model, refine=replace(cfg.model.refine, output_smoothing=0))
+    return model if cfg.coarse_run is None else replace(model, coarse=CoarseConfig())
 
 
 def _schedule_conflict(saved: TrainConfig, cfg: TrainConfig, done: int) -> int | None:
@@ -161,8 +163,10 @@ def _resolve_config(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfi
             path=config_path,
             field="schedule",
         )
+    refine = replace(saved.model.refine, output_smoothing=cfg.model.refine.output_smoothing)
     return replace(
         saved,
+        model=replace(saved.model, refine=refine),
         steps=cfg.steps,
         schedule=cfg.schedule,
         device=cfg.device,

@@ -20,7 +20,7 @@ MAX_BYTES = 25 * 1024 * 1024
 SHIPPED_V2V_MM = 12.0
 """Bound on the median vertex error of the shipped model on fresh frames (see the README's
 model card for what it reaches; issue 5 asks for 3 mm, which this CPU-trained model does not
-reach yet: 8.2 mm median on its held-out test split)."""
+reach yet: 7.3 mm median on its held-out test split)."""
 
 
 def test_default_model_is_shipped_small_and_weights_only() -> None:
@@ -34,6 +34,10 @@ def test_default_model_is_shipped_small_and_weights_only() -> None:
     # the lite 2³ grid must be centred: the official convention would only reach one octant
     assert refine["voxel_dim"] == 2 and refine["centered_grid"] is True
     assert data["config"]["refine"]["centered_grid"] is True
+    # the localized grid must hold the 330 mm procedural head (TEMPEH's 0.4 squashed it), and
+    # the output is smoothed to the registrations' roughness
+    assert data["config"]["coarse"]["localizer"]["scale_factor"] == 0.5
+    assert data["config"]["refine"]["output_smoothing"] == 10
 
 
 @pytest.fixture(scope="module")

@@ -261,6 +261,91 @@ def test_masked_view_changes_nothing():
     torch.testing.assert_close(a.refined, b.refined)
 
 
+def test_origin_shift_equals_a_grid_moved_by_the_config():
+    """Shifting the search grid per frame (training) is the same as a model whose grid origin
+    is that far away: same vertices, grid centre and localized grid."""
+    from dataclasses import replace
+
+    from inference.network.coarse import CoarseStage
+
+    torch.manual_seed(0)
+    n = 50
+    shift = torch.tensor([[30.0, -20.0, 45.0], [0.0, 0.0, 0.0]])
+    base = CoarseStage(LITE.coarse, n).eval()
+    moved = CoarseStage(
+        replace(LITE.coarse, origin=tuple((torch.tensor(LITE.coarse.origin) + shift[0]).tolist())),
+        n,
+    ).eval()
+    moved.load_state_dict(base.state_dict())
+    batch = _batch(B=2, V=4, H=48, W=64)
+    images = (batch.images.float() / 255 - 0.45) / 0.25
+    K = batch.K.clone()
+    K[..., :2, :] /= 2  # the rig's intrinsics are for 96 x 128
+    with torch.no_grad():
+        a = base(images, K, batch.Rt, batch.dist, batch.view_mask, origin_shift=shift)
+        b = moved(images, K, batch.Rt, batch.dist, batch.view_mask)
+        c = base(images, K, batch.Rt, batch.dist, batch.view_mask)
+    torch.testing.assert_close(a.vertices[0], b.vertices[0], atol=1e-3, rtol=0)
+    torch.testing.assert_close(a.grid_center[0], b.grid_center[0], atol=1e-3, rtol=0)
+    torch.testing.assert_close(a.vertices[1], c.vertices[1], atol=1e-4, rtol=0)
+    assert (a.vertices[0] - c.vertices[0]).norm(dim=-1).mean() > 1.0
+
+
+def test_taubin_smoothing_removes_noise_without_shrinking():
+    from inference.geometry import neighbour_mean_operator, taubin_smooth
+    from inference.head_data import unique_edges
+    from inference.procedural.fields import smooth_field
+
+    sphere = _template(2000)
+    centre = torch.tensor([0.0, -50.0, 0.0], dtype=torch.float64)
+    v = torch.as_tensor(sphere.vertices)[None]
+    g = torch.Generator().manual_seed(0)
+    noisy = v + torch.randn(v.shape, generator=g, dtype=torch.float64)  # 1 mm per axis
+    edges = unique_edges(sphere.faces)
+    neighbours = neighbour_mean_operator(torch.as_tensor(edges), len(sphere.vertices), v.dtype)
+
+    def radius_error(x):
+        r = (x[0] - centre).norm(dim=-1)
+        return float((r - 90).mean()), float((x[0] - v[0]).norm(dim=-1).median())
+
+    _, before = radius_error(noisy)
+    smoothed = taubin_smooth(noisy, neighbours, 10)
+    shrink, after = radius_error(smoothed)
+    assert before > 1.4 and after < 0.6 * before, (before, after)
+    assert abs(shrink) < 0.3, shrink
+    assert torch.equal(taubin_smooth(noisy, neighbours, 0), noisy)
+    # the same two Jacobi steps per iteration, written over the edge list in numpy
+    reference = noisy[0].numpy()
+    for _ in range(10):
+        reference = smooth_field(reference, edges, 1, 0.5)
+        reference = reference - 0.53 * (smooth_field(reference, edges, 1, 1.0) - reference)
+    np.testing.assert_allclose(smoothed[0].numpy(), reference, atol=1e-9)
+
+
+def test_output_smoothing_applies_to_the_refined_mesh_at_inference_only():
+    from dataclasses import replace
+
+    from inference.geometry import neighbour_mean_operator, taubin_smooth
+    from inference.head_data import unique_edges
+
+    torch.manual_seed(0)
+    template = _template(200)
+    raw = TempehModel(replace(LITE, refine=replace(LITE.refine, output_smoothing=0)), template)
+    smoothed = TempehModel(replace(LITE, refine=replace(LITE.refine, output_smoothing=3)), template)
+    smoothed.load_state_dict(raw.state_dict())
+    n = len(template.vertices)
+    table = neighbour_mean_operator(torch.as_tensor(unique_edges(template.faces)), n)
+    batch = _batch(V=4)
+    with torch.no_grad():
+        a, b = raw.eval()(batch), smoothed.eval()(batch)
+        torch.testing.assert_close(b.coarse, a.coarse)
+        torch.testing.assert_close(b.refined, taubin_smooth(a.refined, table, 3))
+        assert (b.refined - a.refined).norm(dim=-1).max() > 1e-3
+        pair = _batch(B=2, V=4)  # batch norm in training needs more than one frame
+        a, b = raw.train()(pair), smoothed.train()(pair)
+    torch.testing.assert_close(b.refined, a.refined)
+
+
 def test_truncated_checkpoint_raises(lite_model, tmp_path):
     coarse_sd, refine_sd = export_official_layout(lite_model)
     bad = _write_run(tmp_path / "c", coarse_sd)

@@ -140,6 +140,18 @@ def test_a_resumed_run_can_be_extended_but_not_rewritten(data, tmp_path):
         train(tiny_config(data, steps=8, model=other_coarse), run, resume=True, progress=False)
 
 
+def test_grid_shift_changes_training_and_is_fixed_for_a_run(data, tmp_path):
+    still = train(tiny_config(data, steps=2), tmp_path / "still", progress=False)
+    shifted = train(tiny_config(data, steps=2, grid_shift_mm=60.0), tmp_path / "s", progress=False)
+    a = load_checkpoint(still.checkpoint)["model"]
+    b = load_checkpoint(shifted.checkpoint)["model"]
+    assert any(not torch.equal(v, b[k]) for k, v in a.items() if v.is_floating_point())
+    assert TrainConfig.load(tmp_path / "s").grid_shift_mm == 60.0
+    with pytest.raises(ConfigError, match=r"60\.0 there") as err:
+        train(tiny_config(data, steps=4), tmp_path / "s", resume=True, progress=False)
+    assert err.value.field == "grid_shift_mm"
+
+
 def test_old_checkpoints_are_pruned_and_the_run_still_resumes(data, tmp_path):
     cfg = tiny_config(data, steps=4, checkpoint_every=1, keep_checkpoints=2)
     train(cfg, tmp_path, progress=False)
@@ -206,6 +218,12 @@ def test_refine_stage_trains_from_a_coarse_run(data, coarse_run, tmp_path):
         assert torch.equal(value, refined[f"refine.{key}"]), key
     with pytest.raises(ConfigError, match="expected a coarse run"):
         export_runs(tmp_path / "refine", tmp_path / "refine", tmp_path / "bad.pt")
+    # the output smoothing acts at inference only: a finished run may take a new value
+    smooth = dataclasses.replace(TINY, refine=dataclasses.replace(TINY.refine, output_smoothing=4))
+    train(dataclasses.replace(cfg, model=smooth), tmp_path / "refine", resume=True, progress=False)
+    assert TrainConfig.load(tmp_path / "refine").model.refine.output_smoothing == 4
+    export_runs(run, tmp_path / "refine", model_file)
+    assert load_model(model_file)[0].config.refine.output_smoothing == 4
 
 
 def test_missing_data_dir_is_named(tmp_path):
