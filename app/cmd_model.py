@@ -189,6 +189,7 @@ def _precision_report(
 ) -> dict:
     """The reduced-precision report, with ``precision``: dtype, device, how far the vertices
     moved against fp32 (mm) and the fp32 errors."""
+    from inference.evaluation import STAGES
     from inference.precision import autocast_dtype, compare_precision
 
     both = compare_precision(model, template, data, autocast_dtype(name), **options)
@@ -197,7 +198,7 @@ def _precision_report(
         "dtype": name,
         "device": str(options["device"]),
         "vs_fp32": both["vs_fp32"],
-        "fp32": {stage: both["fp32"][stage] for stage in ("coarse", "refined")},
+        "fp32": {stage: both["fp32"][stage] for stage in STAGES},
     }
     return report
 

@@ -129,8 +129,9 @@ def _resolve_config(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfi
     """The config to run: ``cfg``, or on resume the saved one with ``cfg``'s run settings.
 
     A resumed run may change how long it runs and its schedule from the current step on (to
-    train longer), and the section of the model config its stage does not train; anything
-    that would change the steps already done is refused.
+    train longer), and the parts of the model config its weights do not depend on (the other
+    stage's section, inference-only settings); anything that would change the steps already
+    done is refused.
     """
     if not resume:
         if latest_checkpoint(run_dir) is not None:
@@ -163,10 +164,9 @@ def _resolve_config(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfi
             path=config_path,
             field="schedule",
         )
-    refine = replace(saved.model.refine, output_smoothing=cfg.model.refine.output_smoothing)
     return replace(
         saved,
-        model=replace(saved.model, refine=refine),
+        model=cfg.model,  # equal to the saved one in everything the weights depend on (above)
         steps=cfg.steps,
         schedule=cfg.schedule,
         device=cfg.device,
