@@ -131,8 +131,15 @@ class CoarseStage(nn.Module):
         warped = geometry.warp_grid(offsets, A, tau, rot, origin, self.translation_scale_mm)
         points = warped.flatten(2).transpose(1, 2)
         volume = self._fuse(feats, points, K, Rt, dist, view_mask, d)
-        logits = self.sparse_point_net.global_net(volume)
-        vertices = geometry.soft_argmax(logits, warped)
+        net = self.sparse_point_net.global_net
+        if torch.is_grad_enabled():
+            vertices = geometry.soft_argmax(net(volume), warped)
+        else:
+            # inference: the heatmaps a chunk at a time (geometry.soft_argmax_linear)
+            out = net.output_layer
+            vertices = geometry.soft_argmax_linear(
+                net.features(volume), out.weight, out.bias, warped
+            )
         center = (rot @ (tau * self.translation_scale_mm).unsqueeze(-1)).squeeze(-1) + origin
         return CoarseOutput(
             vertices=vertices, warped_grid=warped, grid_center=center, scales=scales

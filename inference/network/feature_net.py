@@ -6,6 +6,7 @@ Key names follow torchvision's ResNet under ``model.resnet34_32s`` and ``model.s
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from torch import Tensor, nn
 
@@ -103,5 +104,13 @@ class FeatureNet(nn.Module):
         self.model = Resnet34Skip(config)
 
     def forward(self, images: Tensor) -> Tensor:
-        """(N, 3, H, W) ImageNet-normalized images -> (N, F, H, W) feature maps."""
+        """(N, 3, H, W) ImageNet-normalized images -> (N, F, H, W) feature maps.
+
+        On CPU the images go in channels-last (NHWC): oneDNN's convolutions are faster on it
+        (lite refinement, 16 views of 200x150: 46 -> 29 ms at inference, 126 -> 106 ms with
+        the backward pass). The maps come out channels-last too; values are the same to
+        1e-5. CUDA keeps the layout it is given (not measured there).
+        """
+        if images.device.type == "cpu":
+            images = images.contiguous(memory_format=torch.channels_last)
         return self.model(images)

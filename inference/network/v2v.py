@@ -7,10 +7,91 @@ decoder_upsample,skip_res}k``, ``back_layers``, ``output_layer`` (reference sect
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from torch import Tensor, nn
 
 from inference.network.config import V2VConfig
+
+DENSE_MAX_VOXELS = 8
+"""Grids of at most this many voxels (the refinement's 2³ and its pooled 1³) are convolved as
+one matrix product at inference: PyTorch's 3D convolution on CPU has no fast path for them
+(the lite refinement V2V on 5512 grids: 17 ms as convolutions, 7 ms as products)."""
+
+
+class _SmallGridsAsProducts:
+    """Mixin for the 3D (transposed) convolutions: without gradients, a grid of at most
+    :data:`DENSE_MAX_VOXELS` voxels is convolved as one matrix product.
+
+    The matrix is the layer (without bias) applied to every unit input, C·S of them for C
+    channels and S voxels, so it holds the padding, stride and transposition exactly. It is
+    kept until the weights change (their version or storage) or the grid size does.
+    """
+
+    weight: Tensor
+    bias: Tensor | None
+    _dense: tuple[tuple, Tensor, torch.Size] | None = None
+
+    def _linear(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _small_grid(self, x: Tensor) -> Tensor | None:
+        """The layer's output by the matrix product, or None when the layer must convolve."""
+        size = x.shape[2:]
+        if torch.is_grad_enabled() or size.numel() > DENSE_MAX_VOXELS:
+            return None
+        w = self.weight
+        key = (tuple(size), w.device, w.dtype, w.data_ptr(), w._version)
+        if self._dense is None or self._dense[0] != key:
+            c = x.shape[1]
+            # a plain tensor (not an inference one) in the weights' precision; an autocast
+            # region casts it for the product like any other operand
+            with (
+                torch.inference_mode(False),
+                torch.no_grad(),
+                torch.autocast(w.device.type, enabled=False),
+            ):
+                basis = torch.eye(c * size.numel(), dtype=w.dtype, device=w.device)
+                columns = self._linear(basis.view(-1, c, *size))
+            self._dense = (key, columns.reshape(len(columns), -1), columns.shape[1:])
+        _, matrix, out_shape = self._dense
+        out = (x.reshape(len(x), -1) @ matrix).view(len(x), *out_shape)
+        if self.bias is not None:
+            out = out + self.bias.view(-1, 1, 1, 1).to(out.dtype)
+        return out
+
+
+class GridConv3d(_SmallGridsAsProducts, nn.Conv3d):
+    """``nn.Conv3d``; small grids at inference as a matrix product."""
+
+    def _linear(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.weight, None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, Cin, D, D, D) -> (N, Cout, D', D', D')."""
+        out = self._small_grid(x)
+        return super().forward(x) if out is None else out
+
+
+class GridConvTranspose3d(_SmallGridsAsProducts, nn.ConvTranspose3d):
+    """``nn.ConvTranspose3d``; small grids at inference as a matrix product."""
+
+    def _linear(self, x: Tensor) -> Tensor:
+        return F.conv_transpose3d(
+            x,
+            self.weight,
+            None,
+            self.stride,
+            self.padding,
+            self.output_padding,
+            self.groups,
+            self.dilation,
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, Cin, D, D, D) -> (N, Cout, D', D', D')."""
+        out = self._small_grid(x)
+        return super().forward(x) if out is None else out
 
 
 class Basic3DBlock(nn.Module):
@@ -19,7 +100,7 @@ class Basic3DBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            nn.Conv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
+            GridConv3d(in_channels, out_channels, kernel_size, padding=kernel_size // 2),
             nn.BatchNorm3d(out_channels),
             nn.ReLU(inplace=True),
         )
@@ -35,17 +116,17 @@ class Res3DBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.res_branch = nn.Sequential(
-            nn.Conv3d(in_channels, out_channels, 3, padding=1),
+            GridConv3d(in_channels, out_channels, 3, padding=1),
             nn.BatchNorm3d(out_channels),
             nn.ReLU(inplace=True),
-            nn.Conv3d(out_channels, out_channels, 3, padding=1),
+            GridConv3d(out_channels, out_channels, 3, padding=1),
             nn.BatchNorm3d(out_channels),
         )
         if in_channels == out_channels:
             self.skip_con: nn.Module = nn.Sequential()
         else:
             self.skip_con = nn.Sequential(
-                nn.Conv3d(in_channels, out_channels, 1),
+                GridConv3d(in_channels, out_channels, 1),
                 nn.BatchNorm3d(out_channels),
             )
 
@@ -60,7 +141,7 @@ class Upsample3DBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
         self.block = nn.Sequential(
-            nn.ConvTranspose3d(in_channels, out_channels, 2, stride=2),
+            GridConvTranspose3d(in_channels, out_channels, 2, stride=2),
             nn.BatchNorm3d(out_channels),
             nn.ReLU(inplace=True),
         )
@@ -137,7 +218,7 @@ class V2VModel(nn.Module):
         back: list[nn.Module] = [Res3DBlock(f[-1], b[0])]
         back += [Basic3DBlock(b[i - 1], b[i], 1) for i in range(1, len(b))]
         self.back_layers = nn.Sequential(*back)
-        self.output_layer = nn.Conv3d(b[-1], out_channels, 1)
+        self.output_layer = GridConv3d(b[-1], out_channels, 1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -149,10 +230,11 @@ class V2VModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, Cin, D, D, D) -> (N, Cout, D, D, D) logits."""
-        x = self.front_layers(x)
-        x = self.encoder_decoder(x)
-        x = self.back_layers(x)
-        return self.output_layer(x)
+        return self.output_layer(self.features(x))
+
+    def features(self, x: Tensor) -> Tensor:
+        """(N, Cin, D, D, D) -> the output layer's (N, C, D, D, D) input."""
+        return self.back_layers(self.encoder_decoder(self.front_layers(x)))
 
 
 def count_parameters(module: nn.Module) -> int:

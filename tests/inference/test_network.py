@@ -291,6 +291,75 @@ def test_origin_shift_equals_a_grid_moved_by_the_config():
     assert (a.vertices[0] - c.vertices[0]).norm(dim=-1).mean() > 1.0
 
 
+def test_heatmaps_in_chunks_equal_the_plain_soft_argmax():
+    """Inference (no gradients) reduces the coarse heatmaps a chunk at a time; training takes
+    every logit at once. Both give the same vertices."""
+    import torch.nn.functional as F  # noqa: N812
+
+    from inference.geometry import soft_argmax, soft_argmax_linear
+    from inference.network.coarse import CoarseStage
+
+    torch.manual_seed(0)
+    features = torch.randn(2, 8, 5, 5, 5)
+    weight, bias = torch.randn(300, 8, 1, 1, 1), torch.randn(300)
+    positions = torch.randn(2, 3, 5, 5, 5) * 100
+    plain = soft_argmax(F.conv3d(features, weight, bias), positions)
+    for chunk in (7, 256, 1000):
+        chunked = soft_argmax_linear(features, weight, bias, positions, chunk)
+        torch.testing.assert_close(chunked, plain, atol=1e-3, rtol=0)  # mm: 1 µm
+
+    stage = CoarseStage(LITE.coarse, 600).eval()  # 600 heatmaps: three chunks, the last short
+    batch = _batch(B=2, V=4, H=48, W=64)
+    images = (batch.images.float() / 255 - 0.45) / 0.25
+    K = batch.K.clone()
+    K[..., :2, :] /= 2  # the rig's intrinsics are for 96 x 128
+    args = (images, K, batch.Rt, batch.dist, batch.view_mask)
+    trained = stage(*args)
+    assert trained.vertices.requires_grad
+    with torch.inference_mode():
+        inferred = stage(*args)
+    # mm; the V2V's innermost grids are matrix products at inference (GridConv3d)
+    torch.testing.assert_close(inferred.vertices, trained.vertices.detach(), atol=1e-2, rtol=0)
+    assert trained.vertices.std(dim=1).min() > 1.0  # not a degenerate all-equal answer
+
+
+@pytest.mark.parametrize("name", ["lite", "tempeh"])
+def test_small_grids_as_matrix_products_equal_the_convolutions(name):
+    """Without gradients the refinement V2V convolves grids of <= 8 voxels (lite's 2³ and 1³,
+    TEMPEH's innermost levels) as matrix products; the answer is the convolutions'."""
+    from inference.network import v2v
+
+    config = preset(name).refine
+    torch.manual_seed(0)
+    net = V2VModel(2 * config.feature_net.descriptor_dim + 3, 1, config.v2v).eval()
+    for m in net.modules():  # running statistics away from the identity
+        if isinstance(m, torch.nn.BatchNorm3d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    d = config.voxel_dim
+    x = torch.randn(6, 2 * config.feature_net.descriptor_dim + 3, d, d, d)
+
+    def small(layer):
+        return [m for m in layer.modules() if getattr(m, "_dense", None) is not None]
+
+    plain = net(x)
+    assert not small(net)
+    with torch.no_grad():
+        fast = net(x)
+    taken = small(net)  # the layers that took the matrix path, with their grid sizes
+    assert taken and all(math.prod(m._dense[0][0]) <= v2v.DENSE_MAX_VOXELS for m in taken)
+    # the matrices are kept, and made again when the weights change
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), fast, atol=0, rtol=0)
+        layer = taken[0]
+        layer.weight.mul_(2.0)
+        again = net(x)
+        assert layer._dense[0][-1] == layer.weight._version
+        assert (again - fast).abs().max() > 1e-4
+        layer.weight.div_(2.0)
+    torch.testing.assert_close(fast, plain.detach(), atol=1e-5, rtol=1e-5)
+
+
 def test_taubin_smoothing_removes_noise_without_shrinking():
     from inference.geometry import neighbour_mean_operator, taubin_smooth
     from inference.head_data import unique_edges

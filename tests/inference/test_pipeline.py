@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -77,6 +79,35 @@ def test_missing_camera_is_masked_and_too_few_views_are_refused(loaded, rig):
     with pytest.raises(CaptureError, match="1 of 4 views"):
         worker.reconstruct(frame_set(rig, 1, missing=(0, 1, 2)))
     assert worker.status().errors == 1
+
+
+def test_frames_are_shrunk_on_the_host_to_the_refinement_size(loaded, rig):
+    worker = InferenceWorker(loaded, rig, mode="offline")
+    fs = frame_set(rig, 5, colour=(2,))
+    batch, _views = worker._stack(fs)
+    w, h = rig.cameras[0].image_size  # 64 x 48; lite refines at 1/8
+    assert tuple(batch.images.shape) == (1, 4, 3, h // 8, w // 8)
+    assert batch.full_size == (h, w)
+    # the same frames shrunk beforehand (as a take recorded small would arrive) give the same head
+    small = FrameSet(
+        fs.sequence,
+        tuple(
+            dataclasses.replace(
+                f, image=cv2.resize(f.image, (w // 8, h // 8), interpolation=cv2.INTER_AREA)
+            )
+            for f in fs.frames
+        ),
+        rig,
+    )
+    assert np.array_equal(worker._stack(small)[0].images, batch.images)
+    full = worker.reconstruct(fs).vertices
+    np.testing.assert_array_equal(worker.reconstruct(small).vertices, full)
+    # compat mode resizes the full frames per stage, as the official code does
+    config = dataclasses.replace(LITE, compat=True)
+    model = TempehModel(config, loaded.template).eval()
+    compat = LoadedModel(model, loaded.template, "compat", True, None, torch.device("cpu"))
+    batch, _views = InferenceWorker(compat, rig)._stack(fs)
+    assert tuple(batch.images.shape) == (1, 4, 3, h, w)
 
 
 def test_rig_the_model_cannot_use_is_refused(loaded, rig):
