@@ -38,6 +38,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "away from the training data's positions are found (default 0; a resumed run keeps its "
         "own)",
     )
+    p.add_argument(
+        "--coarse-offset-mm",
+        type=float,
+        help="refine: move the coarse meshes by smooth random offsets of this mean length while "
+        "training, so the refinement learns to find the surface (default 0; a resumed run keeps "
+        "its own)",
+    )
     p.add_argument("--val-every", type=int, default=100, help="validation interval (0: never)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="checkpoint interval")
     p.add_argument(
@@ -89,14 +96,16 @@ def _train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         keep_checkpoints=args.keep_checkpoints,
         grid_shift_mm=args.grid_shift_mm or 0.0,
+        coarse_offset_mm=args.coarse_offset_mm or 0.0,
     )
     if args.resume and (args.out / CONFIG_NAME).is_file():
         # this command has no schedule option: a resumed run keeps its own (its last phase
         # covers any added steps); the default one is for the --steps of a new run
         saved = TrainConfig.load(args.out)
         cfg = dataclasses.replace(cfg, schedule=saved.schedule)
-        if args.grid_shift_mm is None:
-            cfg = dataclasses.replace(cfg, grid_shift_mm=saved.grid_shift_mm)
+        for key in ("grid_shift_mm", "coarse_offset_mm"):
+            if getattr(args, key) is None:
+                cfg = dataclasses.replace(cfg, **{key: getattr(saved, key)})
     result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if result.checkpoint is not None:
         print(f"step {result.step}: {result.checkpoint} ({result.steps_per_second:.2f} steps/s)")

@@ -12,6 +12,8 @@
   rotation it needs and the vertex error left after it;
 * **roughness**: on the same frames, :func:`surface_roughness` of the output and of the
   registration;
+* **pull-in**: on the first of those frames, whether the refinement finds the surface from a
+  known start: the registration moved 3 mm along its normals, refined (:func:`pull_in`);
 * **talking**: on consecutive frames of a talking head, the per-frame median vertex error and the
   motion error ``|(p_t+1 − p_t) − (g_t+1 − g_t)|``: how much the frame-to-frame motion of the
   output differs from the true motion, mm.
@@ -28,9 +30,10 @@ import numpy as np
 import torch
 
 from capture.rig_json import read_rig_json
-from inference.evaluation import STAGES, error_statistics, evaluate
+from inference.evaluation import STAGES, error_statistics, evaluate, frame_batch
+from inference.geometry import vertex_normals
 from inference.head_data import HeadTemplate, unique_edges
-from inference.network.model import TempehModel
+from inference.network.model import MultiViewBatch, TempehModel
 from inference.procedural.fields import smooth_field
 from inference.temporal_filter import OneEuroFilter
 
@@ -141,14 +144,56 @@ def surface_roughness(vertices: np.ndarray, faces: np.ndarray) -> float:
 POSE_KEYS = ("scale_pct", "rotation_deg", "translation_mm", "aligned_v2v_mm", "roughness_mm")
 
 
-def _pose_summary(frames: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+def _pose_summary(
+    frames: list[dict[str, float]], keys: tuple[str, ...] = POSE_KEYS
+) -> dict[str, dict[str, float]]:
     out = {}
-    for key in POSE_KEYS:
+    for key in keys:
         values = np.array([f[key] for f in frames])
         out[key] = {
             "median": float(np.median(values)),
             "p90_abs": float(np.percentile(np.abs(values), 90)),
         }
+    return out
+
+
+PULL_IN_MM = 3.0
+"""How far :func:`pull_in` moves the registration along its normals, mm."""
+
+PULL_IN_FRAMES = 12
+"""Frames of the first accuracy row that :func:`pull_in` is measured on."""
+
+PULL_IN_KEYS = ("outwards_left_mm", "inwards_left_mm", "unmoved_v2v_mm")
+
+
+def pull_in(
+    model: TempehModel, template: HeadTemplate, sample, device: str | torch.device = "cpu"
+) -> dict[str, float]:
+    """How much of a known error the refinement removes, on one frame (all views).
+
+    The registration is moved :data:`PULL_IN_MM` outwards and inwards along its vertex normals
+    and refined from there (:meth:`TempehModel.refine_from`): ``outwards_left_mm`` and
+    ``inwards_left_mm`` are the median offsets along the normals left afterwards (3 = nothing
+    found, 0 = the surface found, negative = overshot). ``unmoved_v2v_mm`` is the median vertex
+    error after refining the registration itself (what the refinement adds to a right answer).
+    """
+    factor = model.config.refine.image_resize_factor
+    batch = frame_batch(sample, factor, torch.ones(sample.images.shape[0], dtype=torch.bool))
+    batch = MultiViewBatch(
+        *(t.to(device) for t in (batch.images, batch.K, batch.Rt, batch.dist)),
+        view_mask=batch.view_mask.to(device),
+        full_size=batch.full_size,
+    )
+    truth = sample.registration[None].float().to(device)
+    faces = torch.as_tensor(template.faces, dtype=torch.long, device=device)
+    normals = vertex_normals(truth, faces)
+    out = {}
+    with torch.no_grad():
+        for key, sign in (("outwards_left_mm", 1.0), ("inwards_left_mm", -1.0)):
+            refined = model.refine_from(batch, truth + sign * PULL_IN_MM * normals).float()
+            out[key] = float((sign * ((refined - truth) * normals).sum(-1)).median())
+        refined = model.refine_from(batch, truth).float()
+        out["unmoved_v2v_mm"] = float((refined - truth).norm(dim=-1).median())
     return out
 
 
@@ -207,7 +252,11 @@ def model_card(
     poses: dict[str, list[dict[str, float]]] = {stage: [] for stage in STAGES}
     truth_roughness: list[float] = []
 
+    pulls: list[dict[str, float]] = []
+
     def pose(i: int, sample, meshes: dict[str, np.ndarray]) -> None:
+        if i < PULL_IN_FRAMES:
+            pulls.append(pull_in(model, template, sample, device))
         truth = sample.registration.numpy()
         for stage in STAGES:
             errors = pose_errors(meshes[stage], truth)
@@ -236,6 +285,11 @@ def model_card(
     if poses["coarse"]:
         card["pose"] = {stage: _pose_summary(poses[stage]) for stage in STAGES}
         card["pose"]["truth_roughness_mm"] = float(np.median(truth_roughness))
+        card["pull_in"] = {
+            "offset_mm": PULL_IN_MM,
+            "frames": len(pulls),
+            **_pose_summary(pulls, PULL_IN_KEYS),
+        }
     for key, folder in (("jitter_static", "test_static"), ("talking", "test_talk")):
         log.info("model card: %s", key)
         seq = sequence_outputs(model, template, root / folder, device)
@@ -323,6 +377,24 @@ def markdown_table(card: dict[str, object]) -> str:
                 for s in STAGES
             ]
             lines.append(f"| {label} | {' | '.join(cells)} |")
+    if "pull_in" in card:
+        pull = card["pull_in"]
+        lines += [
+            "",
+            f"| refinement from the registration moved {pull['offset_mm']:g} mm along its "
+            f"normals ({pull['frames']} frames) | median / p90 of the magnitude (mm) |",
+            "|---|---:|",
+        ]
+        for key, label in zip(
+            PULL_IN_KEYS,
+            (
+                "moved outwards: offset left along the normals",
+                "moved inwards: offset left along the normals",
+                "not moved: v2v after refining",
+            ),
+            strict=True,
+        ):
+            lines.append(f"| {label} | {pull[key]['median']:.2f} / {pull[key]['p90_abs']:.2f} |")
     lines += [
         "",
         f"| temporal (100 frames) | coarse | refined | refined + One-Euro {FILTER_HZ:g} Hz |",
@@ -350,6 +422,7 @@ __all__ = [
     "markdown_table",
     "model_card",
     "pose_errors",
+    "pull_in",
     "sequence_outputs",
     "similarity_fit",
     "surface_roughness",

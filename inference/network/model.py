@@ -112,19 +112,16 @@ class TempehModel(nn.Module):
         if images.dim() != 5 or images.shape[2] not in (1, 3):
             raise ValueError(f"images must be (B, V, 1|3, H, W); got {tuple(images.shape)}")
         full = batch.full_size or tuple(images.shape[-2:])
-        R, t = batch.Rt[..., :3], batch.Rt[..., 3:]
-        centers = -(R.transpose(-1, -2) @ t).squeeze(-1)
         timings = {}
 
         start = _now(images)
         fc = self.config.coarse.image_resize_factor
         fr = self.config.refine.image_resize_factor
-        base = self.config.input_size or full
-        refine_imgs = self._resize(images, (base[0] // fr, base[1] // fr))
+        refine_imgs = self._resize(images, self._stage_size(full, fr))
         # Resizing the refinement images again is ~50x cheaper than resizing the full frames;
         # compat mode resizes the full frames for each stage like the official code.
         source = images if self.config.compat or fc % fr else refine_imgs
-        coarse_imgs = self._resize(source, (base[0] // fc, base[1] // fc))
+        coarse_imgs = self._resize(source, self._stage_size(full, fc))
         timings["prepare"] = (_now(images) - start) * 1e3
 
         start = _now(images)
@@ -141,20 +138,55 @@ class TempehModel(nn.Module):
         timings["coarse"] = (_now(images) - start) * 1e3
 
         start = _now(images)
-        K = _scale_intrinsics(batch.K, full, refine_imgs.shape[-2:])
-        refined = self.refine(
+        refined = self._refine(batch, refine_imgs, coarse.vertices, random_grid, generator)
+        timings["refine"] = (_now(images) - start) * 1e3
+        return ReconstructionOutput(coarse.vertices, refined, timings, coarse)
+
+    def refine_from(self, batch: MultiViewBatch, vertices: Tensor) -> Tensor:
+        """Only the refinement stage, started from ``vertices`` instead of the coarse stage's.
+
+        Parameters
+        ----------
+        batch : MultiViewBatch
+        vertices : Tensor
+            (B, N, 3) meshes to refine, mm, rig frame.
+
+        Returns
+        -------
+        Tensor
+            (B, N, 3) refined vertices, mm.
+        """
+        full = batch.full_size or tuple(batch.images.shape[-2:])
+        size = self._stage_size(full, self.config.refine.image_resize_factor)
+        return self._refine(batch, self._resize(batch.images, size), vertices)
+
+    def _stage_size(self, full: tuple[int, int], factor: int) -> tuple[int, int]:
+        """(h, w) a stage's images have: the trained input size (or ``full``) // ``factor``."""
+        base = self.config.input_size or full
+        return base[0] // factor, base[1] // factor
+
+    def _refine(
+        self,
+        batch: MultiViewBatch,
+        refine_imgs: Tensor,
+        start: Tensor,
+        random_grid: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        full = batch.full_size or tuple(batch.images.shape[-2:])
+        R, t = batch.Rt[..., :3], batch.Rt[..., 3:]
+        centers = -(R.transpose(-1, -2) @ t).squeeze(-1)
+        return self.refine(
             self._normalize(refine_imgs),
-            K,
+            _scale_intrinsics(batch.K, full, refine_imgs.shape[-2:]),
             batch.Rt,
             batch.dist,
             centers,
-            coarse.vertices,
+            start,
             batch.view_mask,
             random_grid,
             generator,
         )
-        timings["refine"] = (_now(images) - start) * 1e3
-        return ReconstructionOutput(coarse.vertices, refined, timings, coarse)
 
     def _resize(self, images: Tensor, size: tuple[int, int]) -> Tensor:
         """(B, V, C, H, W) uint8 or float -> (B, V, C, h, w) float in [0, 1], antialiased."""

@@ -105,6 +105,11 @@ class TrainConfig:
         meshes (and initialises the feature net); ``None`` uses the registration + noise.
     coarse_noise_mm : float
         Standard deviation of that noise, mm.
+    coarse_offset_mm : float
+        Refinement with a ``coarse_run``: while training, the coarse meshes are moved by smooth
+        random offset fields of this mean length (uniform per frame in [0, 2×]; 0: off, as the
+        reference), so the refinement learns to find the surface rather than the coarse
+        stage's average error.
     log_every, val_every, checkpoint_every : int
         Intervals in steps (0 disables validation / intermediate checkpoints).
     keep_checkpoints : int
@@ -135,6 +140,7 @@ class TrainConfig:
     scan_points: int = 2000
     coarse_run: str | None = None
     coarse_noise_mm: float = 2.0
+    coarse_offset_mm: float = 0.0
     log_every: int = 10
     val_every: int = 100
     checkpoint_every: int = 500

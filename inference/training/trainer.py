@@ -46,7 +46,16 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 #: Fields a resumed run must share with the saved config; the others may change on resume.
-RESUME_KEYS = ("stage", "preset", "data", "batch_size", "seed", "coarse_run", "grid_shift_mm")
+RESUME_KEYS = (
+    "stage",
+    "preset",
+    "data",
+    "batch_size",
+    "seed",
+    "coarse_run",
+    "grid_shift_mm",
+    "coarse_offset_mm",
+)
 _STEP_SEED = 1_000_003
 
 

@@ -14,7 +14,7 @@ from app.cli import main
 from capture.default_rigs import load_shipped_rig
 from inference.head_model import load_head_model_data
 from inference.mesh_io import read_mesh
-from inference.model_card import ACCURACY_ROWS, temporal_stats
+from inference.model_card import ACCURACY_ROWS, PULL_IN_KEYS, pull_in, temporal_stats
 from inference.model_store import save_model
 from inference.network.model import TempehModel
 from inference.network.presets import preset
@@ -105,10 +105,37 @@ def test_model_card_command(recipe_folder: Path, tmp_path: Path, capsys) -> None
     for stage in ("coarse", "refined"):
         pose = card["pose"][stage]
         assert pose["aligned_v2v_mm"]["median"] >= 0.0 and pose["rotation_deg"]["p90_abs"] >= 0.0
+    pull = card["pull_in"]
+    assert pull["frames"] == 4 and pull["offset_mm"] == 3.0
+    assert all(np.isfinite(pull[k]["median"]) for k in PULL_IN_KEYS)
     table = (out / "card.md").read_text()
     assert "| test, 8 views | 0 | skipped" in table and "still head" in table
+    assert "| moved inwards: offset left along the normals |" in table
     assert "| size error (%) |" in table
     assert table in capsys.readouterr().out
+
+
+def test_pull_in_of_a_refinement_that_keeps_its_start(recipe_folder: Path) -> None:
+    """A refinement whose heatmaps are flat returns its start (the centred grid's mean offset
+    is 0): pull-in reads 3 mm left each way and 0 after refining the registration."""
+    import dataclasses
+
+    from inference.dataset import DatasetConfig, MultiViewDataset
+
+    template = load_head_model_data("procedural").template
+    lite = preset("lite")
+    config = dataclasses.replace(lite, refine=dataclasses.replace(lite.refine, output_smoothing=0))
+    model = TempehModel(config, template).eval()
+    out = model.refine.local_densify_net.local_net.output_layer
+    torch.nn.init.zeros_(out.weight)
+    torch.nn.init.zeros_(out.bias)
+    data = DatasetConfig.from_root(
+        recipe_folder / "test_data", "test", resize_factor=8, normalize=False, scan_points=0
+    )
+    result = pull_in(model, template, MultiViewDataset(data)[0])
+    assert result["outwards_left_mm"] == pytest.approx(3.0, abs=1e-4)
+    assert result["inwards_left_mm"] == pytest.approx(3.0, abs=1e-4)
+    assert result["unmoved_v2v_mm"] == pytest.approx(0.0, abs=1e-4)
 
 
 def test_filtered_sequence_is_steadier() -> None:

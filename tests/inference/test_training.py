@@ -226,6 +226,56 @@ def test_refine_stage_trains_from_a_coarse_run(data, coarse_run, tmp_path):
     assert load_model(model_file)[0].config.refine.output_smoothing == 4
 
 
+def test_smooth_offsets_are_smooth_seeded_and_sized():
+    from inference.head_data import unique_edges
+    from inference.procedural_head import load_procedural_head
+    from inference.training.stages import smooth_offsets
+
+    template = load_procedural_head().template
+    edges = torch.as_tensor(unique_edges(template.faces))
+    n = template.num_vertices
+    a = smooth_offsets(edges, n, 64, 3.0, torch.Generator().manual_seed(5))
+    b = smooth_offsets(edges, n, 64, 3.0, torch.Generator().manual_seed(5))
+    assert a.shape == (64, n, 3) and torch.equal(a, b)
+    means = a.norm(dim=-1).mean(dim=1)
+    assert means.min() >= 0 and means.max() <= 6.0 + 1e-4
+    assert 2.4 < float(means.mean()) < 3.6  # uniform on [0, 6] mm, 64 frames
+    # neighbours move together: an edge's two ends differ by 17 % of the mean offset (white
+    # noise: about 140 %), and vertices 50 mm or more apart move independently
+    unit = a / means.view(-1, 1, 1)
+    along_edges = (unit[:, edges[:, 0]] - unit[:, edges[:, 1]]).norm(dim=-1).mean()
+    assert float(along_edges) < 0.25
+    v = torch.as_tensor(template.vertices, dtype=torch.float32)
+    far = torch.nonzero((v[:200, None] - v[None]).norm(dim=-1) > 50.0)
+    i, j = far[:, 0], far[:, 1]
+    correlation = (unit[:, i] * unit[:, j]).sum(-1).mean() / (unit[:, i] ** 2).sum(-1).mean()
+    assert abs(float(correlation)) < 0.1
+
+
+def test_coarse_offsets_change_refinement_training_and_are_fixed_for_a_run(
+    data, coarse_run, tmp_path
+):
+    run, _ = coarse_run
+    cfg = tiny_config(data, stage="refine", coarse_run=str(run), steps=2, schedule=())
+    plain = train(cfg, tmp_path / "plain", progress=False)
+    moved = train(
+        dataclasses.replace(cfg, coarse_offset_mm=4.0), tmp_path / "moved", progress=False
+    )
+    a = load_checkpoint(plain.checkpoint)["model"]
+    b = load_checkpoint(moved.checkpoint)["model"]
+    assert any(
+        not torch.equal(v, b[k])
+        for k, v in a.items()
+        if k.startswith("refine.") and v.is_floating_point()
+    )
+    # the frozen coarse stage is untouched: the offsets act on its output only
+    assert all(torch.equal(v, b[k]) for k, v in a.items() if k.startswith("coarse."))
+    assert TrainConfig.load(tmp_path / "moved").coarse_offset_mm == 4.0
+    with pytest.raises(ConfigError, match=r"4\.0 there") as err:
+        train(dataclasses.replace(cfg, steps=4), tmp_path / "moved", resume=True, progress=False)
+    assert err.value.field == "coarse_offset_mm"
+
+
 def test_missing_data_dir_is_named(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(ConfigError, match="nowhere"):
