@@ -153,8 +153,14 @@ class ErrorAccumulator:
         }
 
 
-def frame_batch(sample: FrameSample, factor: int, view_mask: Tensor) -> MultiViewBatch:
-    """A one-frame :class:`MultiViewBatch` from a dataset sample read at 1/``factor`` size.
+def frame_batch(
+    sample: FrameSample,
+    factor: int,
+    view_mask: Tensor,
+    device: str | torch.device = "cpu",
+) -> MultiViewBatch:
+    """A one-frame :class:`MultiViewBatch` on ``device`` from a dataset sample read at
+    1/``factor`` size.
 
     The model resizes from the full calibrated size, so the intrinsics are scaled back up by
     ``factor`` and ``full_size`` is the image size times ``factor``.
@@ -163,11 +169,11 @@ def frame_batch(sample: FrameSample, factor: int, view_mask: Tensor) -> MultiVie
     K = sample.K.clone()
     K[:, :2] *= factor
     return MultiViewBatch(
-        images=sample.images[None],
-        K=K[None],
-        Rt=sample.Rt[None],
-        dist=sample.dist[None],
-        view_mask=view_mask[None],
+        images=sample.images[None].to(device),
+        K=K[None].to(device),
+        Rt=sample.Rt[None].to(device),
+        dist=sample.dist[None].to(device),
+        view_mask=view_mask[None].to(device),
         full_size=(h * factor, w * factor),
     )
 
@@ -280,12 +286,7 @@ def evaluate(
                 **where,
             )
         mask = random_view_mask(sample.images.shape[0], views, seed, i)
-        batch = frame_batch(sample, factor, mask)
-        batch = MultiViewBatch(
-            *(t.to(device) for t in (batch.images, batch.K, batch.Rt, batch.dist)),
-            view_mask=batch.view_mask.to(device),
-            full_size=batch.full_size,
-        )
+        batch = frame_batch(sample, factor, mask, device)
         with torch.no_grad():
             out = model(batch)
         target = sample.registration[None].to(device)

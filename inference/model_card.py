@@ -33,7 +33,7 @@ from capture.rig_json import read_rig_json
 from inference.evaluation import STAGES, error_statistics, evaluate, frame_batch
 from inference.geometry import vertex_normals
 from inference.head_data import HeadTemplate, unique_edges
-from inference.network.model import MultiViewBatch, TempehModel
+from inference.network.model import TempehModel
 from inference.procedural.fields import smooth_field
 from inference.temporal_filter import OneEuroFilter
 
@@ -178,12 +178,8 @@ def pull_in(
     error after refining the registration itself (what the refinement adds to a right answer).
     """
     factor = model.config.refine.image_resize_factor
-    batch = frame_batch(sample, factor, torch.ones(sample.images.shape[0], dtype=torch.bool))
-    batch = MultiViewBatch(
-        *(t.to(device) for t in (batch.images, batch.K, batch.Rt, batch.dist)),
-        view_mask=batch.view_mask.to(device),
-        full_size=batch.full_size,
-    )
+    every_view = torch.ones(sample.images.shape[0], dtype=torch.bool)
+    batch = frame_batch(sample, factor, every_view, device)
     truth = sample.registration[None].float().to(device)
     faces = torch.as_tensor(template.faces, dtype=torch.long, device=device)
     normals = vertex_normals(truth, faces)

@@ -35,6 +35,11 @@ class _SmallGridsAsProducts:
     def _linear(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def forward(self, x: Tensor) -> Tensor:
+        """(N, Cin, D, D, D) -> (N, Cout, D', D', D')."""
+        out = self._small_grid(x)
+        return super().forward(x) if out is None else out  # the torch layer's convolution
+
     def _small_grid(self, x: Tensor) -> Tensor | None:
         """The layer's output by the matrix product, or None when the layer must convolve."""
         size = x.shape[2:]
@@ -67,11 +72,6 @@ class GridConv3d(_SmallGridsAsProducts, nn.Conv3d):
     def _linear(self, x: Tensor) -> Tensor:
         return self._conv_forward(x, self.weight, None)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(N, Cin, D, D, D) -> (N, Cout, D', D', D')."""
-        out = self._small_grid(x)
-        return super().forward(x) if out is None else out
-
 
 class GridConvTranspose3d(_SmallGridsAsProducts, nn.ConvTranspose3d):
     """``nn.ConvTranspose3d``; small grids at inference as a matrix product."""
@@ -87,11 +87,6 @@ class GridConvTranspose3d(_SmallGridsAsProducts, nn.ConvTranspose3d):
             self.groups,
             self.dilation,
         )
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(N, Cin, D, D, D) -> (N, Cout, D', D', D')."""
-        out = self._small_grid(x)
-        return super().forward(x) if out is None else out
 
 
 class Basic3DBlock(nn.Module):

@@ -178,21 +178,22 @@ head (5.3 mm edges) the offsets of two vertices correlate by 0.64 at 10–20 mm 
 
 
 def smooth_offsets(
-    edges: Tensor, num_vertices: int, frames: int, mean_mm: float, generator: torch.Generator
+    neighbour_mean: Tensor, frames: int, mean_mm: float, generator: torch.Generator
 ) -> Tensor:
     """(frames, N, 3) smooth random offset fields, mm, on CPU.
 
-    Gaussian noise averaged over mesh neighbours :data:`OFFSET_SMOOTHING_STEPS` times, scaled
+    Gaussian noise averaged over mesh neighbours (``neighbour_mean``, the CPU operator of
+    :func:`inference.geometry.neighbour_mean_operator`) :data:`OFFSET_SMOOTHING_STEPS` times, scaled
     per frame to a mean vertex offset drawn uniformly from [0, 2 ``mean_mm``]. Added to the
     coarse meshes while the refinement trains, they reward finding the surface in the images
     rather than learning the coarse stage's average error. (For the lite refinement, 1500 CPU
     steps with 3 mm offsets were not enough: started from the registration moved 3 mm along
     its normals, it left 2.5 mm, against 2.8 mm without them; not used by the default recipe.)
     """
-    mean = neighbour_mean_operator(edges, num_vertices)
+    num_vertices = neighbour_mean.shape[0]
     field = torch.randn(num_vertices, 3 * frames, generator=generator)
     for _ in range(OFFSET_SMOOTHING_STEPS):
-        field = mean @ field
+        field = neighbour_mean @ field
     field = field.view(num_vertices, frames, 3).transpose(0, 1)
     field = field / field.norm(dim=-1).mean(dim=1).view(frames, 1, 1)
     scale = torch.rand(frames, 1, 1, generator=generator) * (2.0 * mean_mm)
@@ -305,8 +306,8 @@ class RefineTrainingStage:
         self.coarse_run = None if coarse_run is None else Path(coarse_run)
         self.noise_mm = noise_mm
         self.offset_mm = offset_mm
-        self._edges = torch.as_tensor(unique_edges(template.faces))
-        self._num_vertices = template.num_vertices
+        edges = torch.as_tensor(unique_edges(template.faces))
+        self._neighbour_mean = neighbour_mean_operator(edges, template.num_vertices)
 
     def resize_factor(self, model_config: ModelConfig) -> int:
         return model_config.refine.image_resize_factor
@@ -358,9 +359,7 @@ class RefineTrainingStage:
             given = reg + self.noise_mm * noise.to(reg)
         elif train and self.offset_mm > 0:
             frames = batch["images"].shape[0]
-            offset = smooth_offsets(
-                self._edges, self._num_vertices, frames, self.offset_mm, generator
-            )
+            offset = smooth_offsets(self._neighbour_mean, frames, self.offset_mm, generator)
         refined, coarse = module(
             batch["images"],
             batch["K"],
