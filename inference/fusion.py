@@ -111,12 +111,13 @@ def surface_aware_fusion(
     Parameters
     ----------
     samples : Tensor
-        (B, V, F, P) with ``P = N·d³`` in the order of
+        (B, V, F, P) with ``P = N·G`` in the order of
         :func:`inference.geometry.flatten_grid_points`.
     inside : Tensor
         (B, V, P) bool from :func:`sample_views`.
     grid_points : Tensor
-        (B, N, 3, d, d, d) the sampled points, mm.
+        (B, N, 3, *grid) the sampled points, mm, ``G`` of them per vertex: a cube
+        ``(d, d, d)`` or a line ``(K,)`` along the normal.
     camera_centers : Tensor
         (B, V, 3) mm.
     normals : Tensor
@@ -129,15 +130,16 @@ def surface_aware_fusion(
     Returns
     -------
     Tensor
-        (B, 2F, N, d, d, d): weighted mean then weighted variance.
+        (B, 2F, N, *grid): weighted mean then weighted variance.
     """
-    if grid_points.dim() != 6 or grid_points.shape[2] != 3:
-        raise ValueError(f"grid_points must be (B, N, 3, d, d, d), got {tuple(grid_points.shape)}")
-    B, N, _, d = grid_points.shape[:4]
+    if grid_points.dim() < 4 or grid_points.shape[2] != 3:
+        raise ValueError(f"grid_points must be (B, N, 3, *grid), got {tuple(grid_points.shape)}")
+    B, N = grid_points.shape[:2]
+    grid = grid_points.shape[3:]
     Bs, V, C, P = samples.shape
-    if (Bs, P) != (B, N * d**3):
+    if (Bs, P) != (B, N * grid.numel()):
         raise ValueError(
-            f"samples must have shape ({B}, V, F, {N * d**3}), got {tuple(samples.shape)}"
+            f"samples must have shape ({B}, V, F, {N * grid.numel()}), got {tuple(samples.shape)}"
         )
     if visibility.shape != (B, V, N):
         raise ValueError(
@@ -164,4 +166,4 @@ def surface_aware_fusion(
     weighted = w * samples
     mean = weighted.sum(dim=1)
     var = (weighted * samples).sum(dim=1) - mean * mean
-    return torch.cat([mean, var], dim=1).view(B, 2 * C, N, d, d, d)
+    return torch.cat([mean, var], dim=1).view(B, 2 * C, N, *grid)

@@ -466,10 +466,37 @@ def local_grid_points(vertices: Tensor, offsets: Tensor, rotations: Tensor | Non
     return vertices[..., None, None, None] + off
 
 
+def normal_line_points(vertices: Tensor, normals: Tensor, offsets: Tensor) -> Tensor:
+    """Points along each vertex normal, ``vertex + t·normal`` for every ``t`` in ``offsets``.
+
+    Parameters
+    ----------
+    vertices, normals : Tensor
+        (B, N, 3) line centres (mm) and unit directions.
+    offsets : Tensor
+        (K,) signed distances along the normal, mm.
+
+    Returns
+    -------
+    Tensor
+        (B, N, 3, K) points, mm (the layout :func:`flatten_grid_points` takes).
+    """
+    _check("vertices", vertices, (None, None, 3))
+    _check("normals", normals, tuple(vertices.shape))
+    _check("offsets", offsets, (None,))
+    return vertices[..., None] + normals[..., None] * offsets.to(vertices)
+
+
+def line_offsets(count: int, inc: float) -> Tensor:
+    """(count,) offsets ``(k − (count − 1)/2)·inc``, mm: symmetric about 0."""
+    return (torch.arange(count, dtype=torch.float64) - (count - 1) / 2).mul(inc).float()
+
+
 def flatten_grid_points(grid_points: Tensor) -> Tensor:
-    """(B, N, 3, d, d, d) grid points to (B, N·d³, 3), vertex-major then ``i, j, k``."""
-    if grid_points.dim() != 6 or grid_points.shape[2] != 3:
-        raise ValueError(f"grid_points must be (B, N, 3, d, d, d), got {tuple(grid_points.shape)}")
+    """(B, N, 3, *grid) points (a cube ``d, d, d`` or a line ``K``) to (B, N·G, 3),
+    vertex-major then grid order."""
+    if grid_points.dim() < 4 or grid_points.shape[2] != 3:
+        raise ValueError(f"grid_points must be (B, N, 3, *grid), got {tuple(grid_points.shape)}")
     return grid_points.flatten(3).transpose(2, 3).flatten(1, 2)
 
 
@@ -477,7 +504,9 @@ __all__ = [
     "decode_localizer",
     "flatten_grid_points",
     "grid_offsets",
+    "line_offsets",
     "local_grid_points",
+    "normal_line_points",
     "pixels_to_grid",
     "project_points",
     "quaternion_to_matrix",

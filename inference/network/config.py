@@ -109,6 +109,10 @@ class CoarseConfig:
     image_resize_factor: int = 8
 
 
+SEARCH_KINDS = ("grid", "normal")
+"""Refinement search shapes (:attr:`RefineConfig.search`)."""
+
+
 @dataclass(frozen=True)
 class RefineConfig:
     """The refinement ("local") stage.
@@ -137,6 +141,20 @@ class RefineConfig:
         Taubin iterations (:func:`inference.geometry.taubin_smooth`) over the template's edges
         applied to the refined mesh at inference (eval mode; training sees the raw output);
         0 as the official code.
+    search : str
+        ``"grid"``: TEMPEH's local cube of ``voxel_dim³`` points scored by the local V2V.
+        ``"normal"``: ``normal_samples`` points ``normal_inc`` mm apart along each coarse
+        vertex normal, fused with the stage's RGB images beside the features and scored by 1D
+        convolutions (:class:`inference.network.refine.NormalSearchNet`); the vertex moves
+        along its normal only, and ``voxel_dim``, ``voxel_inc`` and ``v2v`` are unused.
+    normal_samples, normal_inc : int, float
+        Points per normal line and their spacing, mm (``"normal"`` search; centred on the
+        vertex, so 9 × 2 mm searches ±8 mm).
+    normal_hidden : int
+        Channels of the normal-search convolutions.
+    logit_smoothing : int
+        Neighbour-mean passes over the mesh applied to the normal-search scores before the
+        soft-argmax (train and test): neighbours vote on where the surface is.
     """
 
     feature_net: FeatureNetConfig = field(default_factory=FeatureNetConfig)
@@ -157,6 +175,22 @@ class RefineConfig:
     chunk_vertices: int = 1024
     centered_grid: bool = False
     output_smoothing: int = 0
+    search: str = "grid"
+    normal_samples: int = 9
+    normal_inc: float = 2.0
+    normal_hidden: int = 32
+    logit_smoothing: int = 0
+
+    def __post_init__(self) -> None:
+        if self.search not in SEARCH_KINDS:
+            raise ValueError(f"refine.search must be one of {SEARCH_KINDS}, got {self.search!r}")
+        if self.normal_samples < 2 or self.normal_inc <= 0 or self.normal_hidden < 1:
+            raise ValueError(
+                "refine.normal_samples must be >= 2, normal_inc > 0 and normal_hidden >= 1; got "
+                f"{self.normal_samples}, {self.normal_inc}, {self.normal_hidden}"
+            )
+        if self.logit_smoothing < 0:
+            raise ValueError(f"refine.logit_smoothing must be >= 0, got {self.logit_smoothing}")
 
 
 @dataclass(frozen=True)

@@ -18,14 +18,49 @@ from inference.network.config import RefineConfig
 from inference.network.feature_net import FeatureNet
 from inference.network.v2v import V2VModel
 
+NORMAL_DILATIONS = (1, 2, 4)
+"""Dilations of the normal-search convolutions (kernel 3): each score sees ±7 samples."""
+
+
+class NormalSearchNet(nn.Module):
+    """Scores the samples along each vertex normal: 1D convolutions over the line.
+
+    ``layers``: per dilation in :data:`NORMAL_DILATIONS` a Conv1d (kernel 3) + BatchNorm1d +
+    ReLU, then a 1×1 Conv1d to one score per sample.
+    """
+
+    def __init__(self, in_channels: int, hidden: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for d in NORMAL_DILATIONS:
+            layers += [
+                nn.Conv1d(channels, hidden, 3, padding=d, dilation=d),
+                nn.BatchNorm1d(hidden),
+                nn.ReLU(inplace=True),
+            ]
+            channels = hidden
+        layers.append(nn.Conv1d(hidden, 1, 1))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(M, C, K) fused samples along M lines -> (M, K) scores."""
+        return self.layers(x).squeeze(1)
+
 
 class LocalDensifyNet(nn.Module):
-    """Holds ``local_net``: the V2V that scores the local grid around each vertex."""
+    """Holds the net that scores the points around each vertex: ``local_net`` (the V2V over
+    the local cube, official) or ``normal_net`` (:class:`NormalSearchNet`, ``search="normal"``).
+    """
 
     def __init__(self, config: RefineConfig) -> None:
         super().__init__()
-        channels = 2 * config.feature_net.descriptor_dim + 3
-        self.local_net = V2VModel(channels, 1, config.v2v)
+        if config.search == "normal":
+            channels = 2 * (config.feature_net.descriptor_dim + 3) + 3
+            self.normal_net = NormalSearchNet(channels, config.normal_hidden)
+        else:
+            channels = 2 * config.feature_net.descriptor_dim + 3
+            self.local_net = V2VModel(channels, 1, config.v2v)
 
 
 class RefineStage(nn.Module):
@@ -111,6 +146,12 @@ class RefineStage(nn.Module):
                 mesh, self.faces, K, Rt, cfg.render_size, cfg.visibility_eps
             ).to(images.dtype)
             weights = torch.sigmoid(100.0 * vis) if self.compat else vis
+        cameras = (K, Rt, dist, camera_centers)
+        if cfg.search == "normal":
+            refined = self._normal_search(
+                feats, images, cameras, coarse_vertices, normals, weights, view_mask
+            )
+            return self._smooth_output(refined)
         rotations = None
         if random_rotation:
             rotations = geometry.random_rotations(B * N, generator).to(images).view(B, N, 3, 3)
@@ -123,17 +164,7 @@ class RefineStage(nn.Module):
             rot = None if rotations is None else rotations[:, sl]
             # (B, n, 3, d, d, d) grid points around each vertex, mm; sampled vertex-major
             points = geometry.local_grid_points(coarse_vertices[:, sl], offsets, rot)
-            flat = geometry.flatten_grid_points(points)
-            samples, inside = fusion.sample_views(feats, flat, K, Rt, dist, self.compat)
-            fused = fusion.surface_aware_fusion(
-                samples,
-                inside,
-                points,
-                camera_centers,
-                normals[:, sl],
-                weights[:, :, sl],
-                view_mask,
-            )
+            fused = self._fuse(feats, points, sl, cameras, normals, weights, view_mask)
             fused = fused.reshape(B, -1, n, d, d, d).transpose(1, 2)
             emb = self.embedding[sl].view(1, n, 3, 1, 1, 1).expand(B, n, 3, d, d, d)
             x = torch.cat([fused, emb.to(fused)], dim=2).flatten(0, 1)
@@ -143,9 +174,72 @@ class RefineStage(nn.Module):
                 positions = torch.einsum("kij,kjxyz->kixyz", rot.reshape(-1, 3, 3), positions)
             disp = geometry.soft_argmax(logits, positions).reshape(B, n, 3)
             out.append(coarse_vertices[:, sl] + disp)
-        refined = torch.cat(out, dim=1)
-        if not self.training and cfg.output_smoothing > 0:
-            # built per call (about 1 ms): sparse tensors cannot be deep-copied with the model
-            mean = geometry.neighbour_mean_operator(self.edges, N, refined.dtype, refined.device)
-            refined = geometry.taubin_smooth(refined, mean, cfg.output_smoothing)
-        return refined
+        return self._smooth_output(torch.cat(out, dim=1))
+
+    def _fuse(
+        self,
+        maps: Tensor,
+        points: Tensor,
+        sl: slice,
+        cameras: tuple[Tensor, Tensor, Tensor, Tensor],
+        normals: Tensor,
+        weights: Tensor,
+        view_mask: Tensor,
+    ) -> Tensor:
+        """Sample every view's ``maps`` at the ``points`` (B, n, 3, *grid) of the vertices
+        ``sl`` and fuse them (surface-aware): (B, 2F, n, *grid)."""
+        K, Rt, dist, centers = cameras
+        flat = geometry.flatten_grid_points(points)
+        samples, inside = fusion.sample_views(maps, flat, K, Rt, dist, self.compat)
+        return fusion.surface_aware_fusion(
+            samples, inside, points, centers, normals[:, sl], weights[:, :, sl], view_mask
+        )
+
+    def _neighbour_mean(self, like: Tensor) -> Tensor:
+        # built per call (about 1 ms): sparse tensors cannot be deep-copied with the model
+        n = self.embedding.shape[0]
+        return geometry.neighbour_mean_operator(self.edges, n, like.dtype, like.device)
+
+    def _smooth_output(self, refined: Tensor) -> Tensor:
+        """Taubin-smooth the refined mesh in eval mode (``config.output_smoothing``)."""
+        if self.training or self.config.output_smoothing <= 0:
+            return refined
+        mean = self._neighbour_mean(refined)
+        return geometry.taubin_smooth(refined, mean, self.config.output_smoothing)
+
+    def _normal_search(
+        self,
+        feats: Tensor,
+        images: Tensor,
+        cameras: tuple[Tensor, Tensor, Tensor, Tensor],
+        mesh: Tensor,
+        normals: Tensor,
+        weights: Tensor,
+        view_mask: Tensor,
+    ) -> Tensor:
+        """``search="normal"``: score ``normal_samples`` points along every coarse normal from
+        the fused features and colours, smooth the scores over the mesh, and move each vertex
+        to the soft-argmax offset along its normal."""
+        cfg = self.config
+        B, N = mesh.shape[:2]
+        # the colours beside the learned features: the photo-consistency cue as it is
+        maps = torch.cat([feats, images.to(feats)], dim=2)
+        offsets = geometry.line_offsets(cfg.normal_samples, cfg.normal_inc).to(feats)
+        scores = []
+        for start in range(0, N, cfg.chunk_vertices):
+            sl = slice(start, min(start + cfg.chunk_vertices, N))
+            n = sl.stop - sl.start
+            points = geometry.normal_line_points(mesh[:, sl], normals[:, sl], offsets)
+            fused = self._fuse(maps, points, sl, cameras, normals, weights, view_mask)
+            emb = self.embedding[sl].to(fused).T[None, :, :, None].expand(B, 3, n, offsets.numel())
+            x = torch.cat([fused, emb], dim=1).transpose(1, 2).flatten(0, 1)  # (B·n, C, K)
+            scores.append(self.local_densify_net.normal_net(x).view(B, n, -1))
+        logits = torch.cat(scores, dim=1)  # (B, N, K)
+        if cfg.logit_smoothing > 0:
+            mean = self._neighbour_mean(logits)
+            x = logits.transpose(0, 1).reshape(N, -1)
+            for _ in range(cfg.logit_smoothing):
+                x = mean @ x
+            logits = x.reshape(N, B, -1).transpose(0, 1)
+        t = (logits.float().softmax(dim=-1) * offsets.float()).sum(-1, keepdim=True)
+        return mesh + t.to(mesh) * normals.to(mesh)

@@ -14,9 +14,10 @@ from torch import Tensor, nn
 from inference.network.config import V2VConfig
 
 DENSE_MAX_VOXELS = 8
-"""Grids of at most this many voxels (the refinement's 2³ and its pooled 1³) are convolved as
-one matrix product at inference: PyTorch's 3D convolution on CPU has no fast path for them
-(the lite refinement V2V on 5512 grids: 17 ms as convolutions, 7 ms as products)."""
+"""Grids of at most this many voxels (a small refinement cube's 2³ and its pooled 1³, TEMPEH's
+innermost levels) are convolved as one matrix product at inference: PyTorch's 3D convolution
+on CPU has no fast path for them (a 2³ refinement V2V on 5512 grids: 17 ms as convolutions,
+7 ms as products)."""
 
 
 class _SmallGridsAsProducts:

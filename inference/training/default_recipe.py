@@ -64,6 +64,7 @@ over 100 consecutive frames (jitter), and 100 consecutive frames of a talking he
 
 COARSE_STEPS = 8000
 REFINE_STEPS = 1500
+REFINE_OFFSET_MM = 3.0
 SCAN_POINTS = 500
 GRID_SHIFT_MM = 50.0
 """The coarse search grid moves by up to this per axis while training: with the data's ±50 mm,
@@ -115,7 +116,9 @@ def refine_config(data: Path, coarse_run: Path) -> TrainConfig:
 
     The synthetic registrations are exact, so the vertex loss stays on in the second phase
     (unlike TEMPEH's eyeballs-only term, which exists because real registrations are not).
-    Batch size 1: the refinement V2V normalises over vertices, not frames.
+    Batch size 1: the refinement normalises over vertices, not frames. The coarse meshes are
+    moved by smooth random offsets of ``REFINE_OFFSET_MM`` mean length while training, so the
+    normal search sees surfaces on both sides of its start.
     """
     half, pre = REFINE_STEPS // 2, REFINE_STEPS * 2 // 3
     return TrainConfig.from_preset(
@@ -131,6 +134,7 @@ def refine_config(data: Path, coarse_run: Path) -> TrainConfig:
         ),
         scan_points=SCAN_POINTS,
         coarse_run=str(coarse_run),
+        coarse_offset_mm=REFINE_OFFSET_MM,
         val_every=250,
         checkpoint_every=25,
         val_frames=8,

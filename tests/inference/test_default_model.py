@@ -31,9 +31,9 @@ def test_default_model_is_shipped_small_and_weights_only() -> None:
     assert tuple(data["config"]["input_size"]) == (1200, 1600)
     card = DEFAULT_MODEL.with_suffix(".json")
     refine = json.loads(card.read_text())["model"]["config"]["refine"]
-    # the lite 2³ grid must be centred: the official convention would only reach one octant
-    assert refine["voxel_dim"] == 2 and refine["centered_grid"] is True
-    assert data["config"]["refine"]["centered_grid"] is True
+    # the lite refinement searches along the normals, both ways: 9 samples 2 mm apart (±8 mm)
+    assert refine["search"] == "normal" and data["config"]["refine"]["search"] == "normal"
+    assert (refine["normal_samples"] - 1) * refine["normal_inc"] / 2 == 8.0
     # the localized grid must hold the 330 mm procedural head (TEMPEH's 0.4 squashed it), and
     # the output is smoothed to the registrations' roughness
     assert data["config"]["coarse"]["localizer"]["scale_factor"] == 0.5

@@ -130,7 +130,7 @@ def test_grid_offsets_are_official() -> None:
 
 
 def test_centered_grid_offsets_reach_both_ways() -> None:
-    # the lite refinement's 2³ grid: the official convention would give {-8, 0} (one octant)
+    # a 2³ grid: the official convention would give {-8, 0} (one octant)
     assert g.grid_offsets(2, 8.0)[0, :, 0, 0].tolist() == [-8.0, 0.0]
     two = g.grid_offsets(2, 8.0, centered=True)
     assert two[0, :, 0, 0].tolist() == [-4.0, 4.0]
@@ -138,6 +138,9 @@ def test_centered_grid_offsets_reach_both_ways() -> None:
         off = g.grid_offsets(dim, 2.0, dtype=torch.float64, centered=True)
         assert torch.allclose(off.flatten(1).mean(dim=1), torch.zeros(3, dtype=torch.float64))
         assert off[0, :, 0, 0].tolist() == [2.0 * i - (dim - 1) for i in range(dim)]
+    # the normal search's line: centred the same way
+    assert g.line_offsets(9, 2.0).tolist() == [-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0]
+    assert g.line_offsets(4, 1.0).tolist() == [-1.5, -0.5, 0.5, 1.5]
     # uniform logits: the expected offset is the grid centre, i.e. the vertex stays put
     logits = torch.zeros(1, 1, 2, 2, 2)
     disp = g.soft_argmax(logits, two.unsqueeze(0).unsqueeze(0))

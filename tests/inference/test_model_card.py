@@ -111,12 +111,13 @@ def test_model_card_command(recipe_folder: Path, tmp_path: Path, capsys) -> None
     table = (out / "card.md").read_text()
     assert "| test, 8 views | 0 | skipped" in table and "still head" in table
     assert "| moved inwards: offset left along the normals |" in table
+    assert "| moved outwards: offset left, face, lips and eye regions |" in table
     assert "| size error (%) |" in table
     assert table in capsys.readouterr().out
 
 
 def test_pull_in_of_a_refinement_that_keeps_its_start(recipe_folder: Path) -> None:
-    """A refinement whose heatmaps are flat returns its start (the centred grid's mean offset
+    """A refinement whose scores are flat returns its start (the centred search's mean offset
     is 0): pull-in reads 3 mm left each way and 0 after refining the registration."""
     import dataclasses
 
@@ -126,15 +127,16 @@ def test_pull_in_of_a_refinement_that_keeps_its_start(recipe_folder: Path) -> No
     lite = preset("lite")
     config = dataclasses.replace(lite, refine=dataclasses.replace(lite.refine, output_smoothing=0))
     model = TempehModel(config, template).eval()
-    out = model.refine.local_densify_net.local_net.output_layer
+    out = model.refine.local_densify_net.normal_net.layers[-1]
     torch.nn.init.zeros_(out.weight)
     torch.nn.init.zeros_(out.bias)
     data = DatasetConfig.from_root(
         recipe_folder / "test_data", "test", resize_factor=8, normalize=False, scan_points=0
     )
     result = pull_in(model, template, MultiViewDataset(data)[0])
-    assert result["outwards_left_mm"] == pytest.approx(3.0, abs=1e-4)
-    assert result["inwards_left_mm"] == pytest.approx(3.0, abs=1e-4)
+    for way in ("outwards", "inwards"):
+        assert result[f"{way}_left_mm"] == pytest.approx(3.0, abs=1e-4)
+        assert result[f"{way}_left_skin_mm"] == pytest.approx(3.0, abs=1e-4)
     assert result["unmoved_v2v_mm"] == pytest.approx(0.0, abs=1e-4)
 
 

@@ -325,7 +325,7 @@ def test_heatmaps_in_chunks_equal_the_plain_soft_argmax():
 
 @pytest.mark.parametrize("name", ["lite", "tempeh"])
 def test_small_grids_as_matrix_products_equal_the_convolutions(name):
-    """Without gradients the refinement V2V convolves grids of <= 8 voxels (lite's 2³ and 1³,
+    """Without gradients the refinement V2V convolves grids of <= 8 voxels (a lite cube's 2³ and 1³,
     TEMPEH's innermost levels) as matrix products; the answer is the convolutions'."""
     from inference.network import v2v
 
@@ -413,6 +413,111 @@ def test_output_smoothing_applies_to_the_refined_mesh_at_inference_only():
         pair = _batch(B=2, V=4)  # batch norm in training needs more than one frame
         a, b = raw.train()(pair), smoothed.train()(pair)
     torch.testing.assert_close(b.refined, a.refined)
+
+
+def _normal_model(template: HeadTemplate, **changes) -> TempehModel:
+    """The lite preset (a normal search) without its output smoothing."""
+    from dataclasses import replace
+
+    refine = replace(LITE.refine, output_smoothing=0, logit_smoothing=0)
+    return TempehModel(replace(LITE, refine=replace(refine, **changes)), template).eval()
+
+
+def test_fusion_takes_normal_lines_as_it_takes_cubes():
+    """The same eight points per vertex, as a 2³ cube or as an 8-point line, fuse alike."""
+    from inference import fusion
+    from inference.geometry import flatten_grid_points, grid_offsets, local_grid_points
+
+    g = torch.Generator().manual_seed(0)
+    K, Rt, _ = _rig(1, 4, 96, 128)
+    centers = -(Rt[..., :3].transpose(-1, -2) @ Rt[..., 3:]).squeeze(-1)
+    vertices = torch.randn(1, 5, 3, generator=g) * 30 + torch.tensor([0.0, -50.0, 0.0])
+    normals = torch.nn.functional.normalize(torch.randn(1, 5, 3, generator=g), dim=-1)
+    vis = torch.rand(1, 4, 5, generator=g)
+    feats = torch.randn(1, 4, 6, 96, 128, generator=g)
+    cube = local_grid_points(vertices, grid_offsets(2, 4.0, centered=True))
+    line = cube.flatten(3)  # (1, 5, 3, 8)
+    fused = []
+    for points in (cube, line):
+        flat = flatten_grid_points(points)
+        samples, inside = fusion.sample_views(feats, flat, K, Rt, torch.zeros(1, 4, 2))
+        fused.append(fusion.surface_aware_fusion(samples, inside, points, centers, normals, vis))
+    assert fused[0].shape == (1, 12, 5, 2, 2, 2) and fused[1].shape == (1, 12, 5, 8)
+    torch.testing.assert_close(fused[0].flatten(3), fused[1])
+
+
+def test_normal_search_moves_vertices_along_their_normals_within_the_line():
+    from inference.geometry import vertex_normals
+
+    torch.manual_seed(0)
+    template = _template(200)
+    model = _normal_model(template)
+    assert not hasattr(model.refine.local_densify_net, "local_net")
+    with torch.no_grad():
+        out = model(_batch(V=4))
+    moved = out.refined - out.coarse
+    normals = vertex_normals(out.coarse, torch.as_tensor(template.faces))
+    along = (moved * normals).sum(-1)
+    tangential = moved - along[..., None] * normals
+    assert tangential.norm(dim=-1).max() < 1e-4
+    assert along.abs().max() <= 8.0 + 1e-4  # 9 samples 2 mm apart: at most 8 mm
+    assert along.abs().max() > 1e-3  # an untrained net still moves the vertices
+
+
+def test_normal_search_follows_the_scores_and_smooths_them_over_the_mesh():
+    """Flat scores leave the mesh alone; scores that pick the outermost sample move the vertex
+    8 mm out; with score smoothing one vertex's vote moves its neighbours, not far vertices."""
+    from inference.geometry import vertex_normals
+    from inference.head_data import unique_edges
+
+    torch.manual_seed(0)
+    template = _template(200)
+    faces = torch.as_tensor(template.faces)
+    batch = _batch(V=4)
+    n = len(template.vertices)
+
+    def scores(pick: torch.Tensor):
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            out = torch.zeros(x.shape[0], x.shape[-1])
+            out[pick, -1] = 50.0
+            return out
+
+        return forward
+
+    plain, smoothed = _normal_model(template), _normal_model(template, logit_smoothing=1)
+    with torch.no_grad():
+        plain.refine.local_densify_net.normal_net.forward = scores(torch.zeros(n, dtype=bool))
+        out = plain(batch)
+        torch.testing.assert_close(out.refined, out.coarse)
+        plain.refine.local_densify_net.normal_net.forward = scores(torch.ones(n, dtype=bool))
+        out = plain(batch)
+        normals = vertex_normals(out.coarse, faces)
+        torch.testing.assert_close(out.refined, out.coarse + 8.0 * normals, atol=1e-3, rtol=0)
+
+        one = torch.zeros(n, dtype=bool)
+        one[0] = True
+        smoothed.refine.local_densify_net.normal_net.forward = scores(one)
+        out = smoothed(batch)
+    normals = vertex_normals(out.coarse, faces)
+    along = ((out.refined - out.coarse) * normals).sum(-1)[0]
+    edges = unique_edges(template.faces)
+    ring = np.unique(np.concatenate([edges[edges[:, 0] == 0, 1], edges[edges[:, 1] == 0, 0]]))
+    assert (along[ring] > 0.1).all()
+    far = np.setdiff1d(np.arange(n), np.concatenate([ring, [0]]))
+    assert along[far].abs().max() < 1e-4
+
+
+def test_refine_search_is_validated_and_old_configs_read_as_grid():
+    from inference.network.config import RefineConfig
+
+    with pytest.raises(ValueError, match="search"):
+        RefineConfig(search="sphere")
+    with pytest.raises(ValueError, match="normal_samples"):
+        RefineConfig(normal_samples=1)
+    data = to_dict(LITE)
+    for key in ("search", "normal_samples", "normal_inc", "normal_hidden", "logit_smoothing"):
+        del data["refine"][key]
+    assert from_dict(ModelConfig, data).refine.search == "grid"
 
 
 def test_truncated_checkpoint_raises(lite_model, tmp_path):
