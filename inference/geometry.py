@@ -396,6 +396,28 @@ def neighbour_mean_operator(
         )
 
 
+def repeat_neighbour_mean(values: Tensor, neighbour_mean: Tensor, steps: int) -> Tensor:
+    """Replace per-vertex values by their neighbours' mean ``steps`` times.
+
+    Parameters
+    ----------
+    values : Tensor
+        (N, ...) one row of values per vertex.
+    neighbour_mean : Tensor
+        (N, N) sparse operator from :func:`neighbour_mean_operator`, same dtype and device.
+    steps : int
+
+    Returns
+    -------
+    Tensor
+        Same shape as ``values`` (one sparse product per step over all trailing values).
+    """
+    x = values.reshape(values.shape[0], -1)
+    for _ in range(steps):
+        x = neighbour_mean @ x
+    return x.reshape(values.shape)
+
+
 def taubin_smooth(
     vertices: Tensor,
     neighbour_mean: Tensor,
@@ -511,6 +533,7 @@ __all__ = [
     "project_points",
     "quaternion_to_matrix",
     "random_rotations",
+    "repeat_neighbour_mean",
     "rotation_6d_to_matrix",
     "soft_argmax",
     "soft_argmax_linear",

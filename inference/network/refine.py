@@ -148,10 +148,12 @@ class RefineStage(nn.Module):
             weights = torch.sigmoid(100.0 * vis) if self.compat else vis
         cameras = (K, Rt, dist, camera_centers)
         if cfg.search == "normal":
+            # one operator for the score and the output smoothing
+            mean = self._neighbour_mean(coarse_vertices)
             refined = self._normal_search(
-                feats, images, cameras, coarse_vertices, normals, weights, view_mask
+                feats, images, cameras, coarse_vertices, normals, weights, view_mask, mean
             )
-            return self._smooth_output(refined)
+            return self._smooth_output(refined, mean)
         rotations = None
         if random_rotation:
             rotations = geometry.random_rotations(B * N, generator).to(images).view(B, N, 3, 3)
@@ -200,11 +202,13 @@ class RefineStage(nn.Module):
         n = self.embedding.shape[0]
         return geometry.neighbour_mean_operator(self.edges, n, like.dtype, like.device)
 
-    def _smooth_output(self, refined: Tensor) -> Tensor:
-        """Taubin-smooth the refined mesh in eval mode (``config.output_smoothing``)."""
+    def _smooth_output(self, refined: Tensor, mean: Tensor | None = None) -> Tensor:
+        """Taubin-smooth the refined mesh in eval mode (``config.output_smoothing``) with the
+        neighbour-mean operator ``mean`` (built here if not given)."""
         if self.training or self.config.output_smoothing <= 0:
             return refined
-        mean = self._neighbour_mean(refined)
+        if mean is None:
+            mean = self._neighbour_mean(refined)
         return geometry.taubin_smooth(refined, mean, self.config.output_smoothing)
 
     def _normal_search(
@@ -216,6 +220,7 @@ class RefineStage(nn.Module):
         normals: Tensor,
         weights: Tensor,
         view_mask: Tensor,
+        mean: Tensor,
     ) -> Tensor:
         """``search="normal"``: score ``normal_samples`` points along every coarse normal from
         the fused features and colours, smooth the scores over the mesh, and move each vertex
@@ -234,12 +239,8 @@ class RefineStage(nn.Module):
             emb = self.embedding[sl].to(fused).T[None, :, :, None].expand(B, 3, n, offsets.numel())
             x = torch.cat([fused, emb], dim=1).transpose(1, 2).flatten(0, 1)  # (B·n, C, K)
             scores.append(self.local_densify_net.normal_net(x).view(B, n, -1))
-        logits = torch.cat(scores, dim=1)  # (B, N, K)
-        if cfg.logit_smoothing > 0:
-            mean = self._neighbour_mean(logits)
-            x = logits.transpose(0, 1).reshape(N, -1)
-            for _ in range(cfg.logit_smoothing):
-                x = mean @ x
-            logits = x.reshape(N, B, -1).transpose(0, 1)
-        t = (logits.float().softmax(dim=-1) * offsets.float()).sum(-1, keepdim=True)
+        # (N, B, K) in the mesh's dtype, smoothed over the mesh (``mean``: neighbour means)
+        logits = torch.cat(scores, dim=1).transpose(0, 1).to(mesh)
+        logits = geometry.repeat_neighbour_mean(logits, mean, cfg.logit_smoothing).transpose(0, 1)
+        t = (logits.softmax(dim=-1) * offsets.to(mesh)).sum(-1, keepdim=True)
         return mesh + t.to(mesh) * normals.to(mesh)

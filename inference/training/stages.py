@@ -17,7 +17,7 @@ import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from torch import Tensor, nn
 
 from capture.errors import CheckpointError, ConfigError
-from inference.geometry import neighbour_mean_operator
+from inference.geometry import neighbour_mean_operator, repeat_neighbour_mean
 from inference.head_data import HeadTemplate, unique_edges
 from inference.losses import (
     EDGE_WEIGHTS_COARSE,
@@ -192,10 +192,8 @@ def smooth_offsets(
     to 6.91 mm.)
     """
     num_vertices = neighbour_mean.shape[0]
-    field = torch.randn(num_vertices, 3 * frames, generator=generator)
-    for _ in range(OFFSET_SMOOTHING_STEPS):
-        field = neighbour_mean @ field
-    field = field.view(num_vertices, frames, 3).transpose(0, 1)
+    noise = torch.randn(num_vertices, frames, 3, generator=generator)
+    field = repeat_neighbour_mean(noise, neighbour_mean, OFFSET_SMOOTHING_STEPS).transpose(0, 1)
     field = field / field.norm(dim=-1).mean(dim=1).view(frames, 1, 1)
     scale = torch.rand(frames, 1, 1, generator=generator) * (2.0 * mean_mm)
     return field * scale

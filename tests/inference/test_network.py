@@ -391,6 +391,22 @@ def test_taubin_smoothing_removes_noise_without_shrinking():
     np.testing.assert_allclose(smoothed[0].numpy(), reference, atol=1e-9)
 
 
+def test_repeated_neighbour_mean_averages_each_trailing_value_over_the_neighbours():
+    from inference.geometry import neighbour_mean_operator, repeat_neighbour_mean
+
+    # a path 0-1-2-3: vertex 1's neighbours are 0 and 2
+    table = neighbour_mean_operator(torch.tensor([[0, 1], [1, 2], [2, 3]]), 4)
+    values = torch.arange(24, dtype=torch.float32).view(4, 2, 3)
+    once = repeat_neighbour_mean(values, table, 1)
+    assert once.shape == (4, 2, 3)
+    torch.testing.assert_close(once[1], (values[0] + values[2]) / 2)
+    torch.testing.assert_close(once[0], values[1])
+    torch.testing.assert_close(
+        repeat_neighbour_mean(values, table, 2), repeat_neighbour_mean(once, table, 1)
+    )
+    torch.testing.assert_close(repeat_neighbour_mean(values, table, 0), values)
+
+
 def test_output_smoothing_applies_to_the_refined_mesh_at_inference_only():
     from dataclasses import replace
 
