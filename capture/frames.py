@@ -94,6 +94,9 @@ class FrameSet:
         otherwise), ns. 0 for a set with fewer than two frames.
     key : int
         The grouping key the set was formed on (trigger id, frame counter or timestamp bin).
+    cut_off : bool
+        Emitted by the end of a session while it still waited for views: the missing views
+        may have been cut off by the stop rather than lost by their cameras.
     """
 
     sequence: int
@@ -101,6 +104,7 @@ class FrameSet:
     rig: Rig
     spread_ns: int = 0
     key: int = 0
+    cut_off: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "frames", tuple(self.frames))

@@ -176,9 +176,10 @@ class FrameGrouper:
             out.append(self._emit(self._pending.pop(0)))
         return out
 
-    def flush(self) -> list[FrameSet]:
-        """Emit every pending set (at the end of a stream)."""
-        out = [self._emit(p) for p in self._pending]
+    def flush(self, cut_off: bool = False) -> list[FrameSet]:
+        """Emit every pending set (at the end of a stream); ``cut_off`` marks them as ended by a
+        stop (:attr:`FrameSet.cut_off`) rather than by a source that has no more frames."""
+        out = [self._emit(p, cut_off) for p in self._pending]
         self._pending.clear()
         return out
 
@@ -215,7 +216,7 @@ class FrameGrouper:
         self._pending.sort(key=lambda p: p.key)
         return new
 
-    def _emit(self, p: _Pending) -> FrameSet:
+    def _emit(self, p: _Pending, cut_off: bool = False) -> FrameSet:
         if self.mode is GroupingMode.COUNTER:
             if self._last_key is not None and p.key > self._last_key + 1:
                 self._dropped += p.key - self._last_key - 1
@@ -226,7 +227,9 @@ class FrameGrouper:
                 self._dropped += max(0, gaps - 1)
             self._last_reference_ns = p.reference_ns
         frames = [f for f in p.slots if f is not None]
-        fs = FrameSet(self._sequence, tuple(p.slots), self.rig, timestamp_spread(frames), p.key)
+        fs = FrameSet(
+            self._sequence, tuple(p.slots), self.rig, timestamp_spread(frames), p.key, cut_off
+        )
         self._sequence += 1
         if fs.complete:
             self._complete += 1

@@ -318,8 +318,8 @@ class CaptureSession:
                     self._source_done.set()
                 if self._halt.is_set() and self._frames.empty():
                     break
-            with self._lock:
-                rest = self._grouper.flush()
+            with self._lock:  # sets still waiting for views when stop() came
+                rest = self._grouper.flush(cut_off=True)
             for fs in rest:
                 self._deliver(fs)
         except Exception as exc:  # reported as an event, never a silent thread death

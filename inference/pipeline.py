@@ -33,7 +33,7 @@ from capture.frames import FrameSet
 from capture.session import CaptureSession, SetQueue
 from inference.loaded_model import UNTRAINED_LABEL, LoadedModel, load_pipeline_model
 from inference.precision import autocast_dtype, enable_mixed_precision
-from inference.preprocess import FrameStacker, RigTensors
+from inference.preprocess import MIN_VIEWS, FrameStacker, RigTensors
 from inference.temporal_filter import OneEuroFilter
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,21 @@ class InferenceWorker:
         self._thread.start()
 
     def submit(self, fs: FrameSet) -> None:
-        """Hand a set to the worker (any thread); see the class docstring for the modes."""
+        """Hand a set to the worker (any thread); see the class docstring for the modes.
+
+        A set the session's stop cut off (:attr:`FrameSet.cut_off`) with fewer than
+        :data:`MIN_VIEWS` views is let go with an info line: its views were not lost, the stop
+        came before they arrived.
+        """
+        arrived = len(fs.frames) - len(fs.missing)
+        if fs.cut_off and arrived < MIN_VIEWS:
+            log.info(
+                "set %d not reconstructed: the stop cut it off after %d of %d views",
+                fs.sequence,
+                arrived,
+                len(fs.frames),
+            )
+            return
         with self._cond:
             if self._state is not WorkerState.RUNNING:
                 raise ConfigError(f"the inference worker is {self._state.value}")

@@ -150,6 +150,31 @@ def test_a_camera_that_stops_leaves_gaps_and_comes_back(rig, tmp_path) -> None:
 
 
 @needs_pylon
+def test_stop_marks_the_sets_it_cut_off(rig, tmp_path) -> None:
+    """Sets still waiting for a view when the session stops are delivered, marked cut off;
+    those the grouper gave up on earlier (here: pushed out by newer sets) are not."""
+    source = make_source(rig, tmp_path / "img")
+    session = CaptureSession(source, set_timeout_s=30.0)
+    q = session.subscribe()
+    session.start()
+    try:
+        time.sleep(0.3)
+        source.set_camera_enabled(2, False)
+        time.sleep(1.0)
+    finally:
+        session.stop()
+    sets = []
+    while (fs := q.get(timeout=1.0)) is not None:
+        sets.append(fs)
+    assert [s.sequence for s in sets] == list(range(len(sets))), "a set was dropped silently"
+    cut = [s for s in sets if s.cut_off]
+    assert 1 <= len(cut) <= 8, f"{len(cut)} cut-off sets; at most max_pending (8) wait"
+    assert sets[-len(cut) :] == cut, "cut-off sets come last"
+    assert all(s.missing == (2,) for s in cut)
+    assert any(s.missing == (2,) and not s.cut_off for s in sets), "no set was forced out"
+
+
+@needs_pylon
 @pytest.mark.parametrize(
     ("change", "match"),
     [

@@ -86,6 +86,16 @@ def test_max_pending_forces_out_the_oldest(rig) -> None:
     assert [s.key for s in g.flush()] == [2, 3]
 
 
+def test_flush_marks_the_sets_a_stop_cut_off(rig) -> None:
+    g = FrameGrouper(rig, timeout_ns=10**12)
+    feed(g, [frame(0, 0, 0), frame(1, 0, 1)])
+    assert [(s.key, s.cut_off) for s in g.flush()] == [(0, False)]  # the source ran dry
+    feed(g, [frame(0, 1, 50)])
+    (fs,) = g.flush(cut_off=True)  # a stop came while set 1 waited for two views
+    assert (fs.key, fs.missing, fs.cut_off) == (1, (1, 2), True)
+    assert g.stats.incomplete == 2 and g.pending == 0
+
+
 def test_out_of_order_keys_still_emit_in_key_order(rig) -> None:
     g = FrameGrouper(rig)
     out = feed(g, [frame(c, 1, 5) for c in range(3)] + [frame(c, 0, 6) for c in range(3)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 
@@ -165,6 +166,30 @@ def test_errors_reach_on_error_and_the_worker_goes_on(loaded, rig):
     assert len(errors) == 1 and isinstance(errors[0], CaptureError)
     assert status.errors == 1 and status.processed == 1
     assert "views arrived" in status.last_error
+
+
+def test_a_set_cut_off_by_the_stop_is_let_go_without_an_error(loaded, rig, caplog):
+    """The session's stop flushes sets still waiting for views; one that got too few views is
+    not the cameras' fault, while a cut-off set with enough views is still reconstructed."""
+    errors: list[BaseException] = []
+    seen: list[int] = []
+    worker = InferenceWorker(
+        loaded,
+        rig,
+        mode="offline",
+        on_error=errors.append,
+        on_result=lambda r: seen.append(r.sequence),
+    )
+    worker.start()
+    worker.submit(frame_set(rig, 0))
+    worker.submit(dataclasses.replace(frame_set(rig, 1, missing=(1,)), cut_off=True))
+    with caplog.at_level(logging.INFO, logger="inference.pipeline"):
+        worker.submit(dataclasses.replace(frame_set(rig, 2, missing=(0, 1, 2)), cut_off=True))
+    assert worker.drain(60.0)
+    status = worker.stop()
+    assert errors == [] and status.errors == 0
+    assert seen == [0, 1] and status.processed == 2
+    assert "set 2 not reconstructed: the stop cut it off after 1 of 4 views" in caplog.text
 
 
 def test_stop_is_prompt_and_idempotent(loaded, rig):
