@@ -75,6 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--stop-after-minutes", type=float, help="stop training after this long (resumable)"
     )
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.add_argument(
+        "--coarse-steps",
+        type=int,
+        help="train the coarse stage longer than the recipe's 8000 steps (x0.03, then x0.01); "
+        "continues a finished coarse run",
+    )
     d.set_defaults(handler=_train_default)
 
 
@@ -115,14 +121,18 @@ def _train(args: argparse.Namespace) -> int:
 def _train_default(args: argparse.Namespace) -> int:
     from inference.training.default_recipe import COARSE_STEPS, REFINE_STEPS, run_recipe
 
-    result = run_recipe(args.out, args.stop_after_minutes, progress=not args.no_progress)
+    result = run_recipe(args.out, args.stop_after_minutes, not args.no_progress, args.coarse_steps)
     times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in result.seconds.items())
+    coarse_steps = args.coarse_steps or COARSE_STEPS
     print(
-        f"coarse {result.coarse_step}/{COARSE_STEPS} steps, "
+        f"coarse {result.coarse_step}/{coarse_steps} steps, "
         f"refine {result.refine_step}/{REFINE_STEPS} steps ({times})"
     )
     if result.model is None:
-        print(f"not finished: run `tempeh train-default --out {args.out}` again to continue")
+        longer = f" --coarse-steps {args.coarse_steps}" if args.coarse_steps else ""
+        print(
+            f"not finished: run `tempeh train-default --out {args.out}{longer}` again to continue"
+        )
         return 1
     ship = f"cp {args.out}/default.pt {args.out}/default.json resources/models/"
     print(f"wrote {result.model}; ship it with: {ship}")

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from capture.errors import ConfigError
 from inference.model_store import load_model
 from inference.synth import SynthConfig
 from inference.training import default_recipe
 from inference.training.checkpoints import latest_checkpoint
+from inference.training.config import TrainConfig
 
 
 @pytest.fixture
@@ -47,3 +49,32 @@ def test_recipe_runs_resumes_and_exports(tiny_recipe, tmp_path: Path) -> None:
     last = latest_checkpoint(root / "coarse")
     again = tiny_recipe.run_recipe(root, progress=False)
     assert again.model == done.model and latest_checkpoint(root / "coarse") == last
+
+    # training the coarse stage longer: refused while the refinement fed by the shorter run
+    # exists (it would be resumed on another coarse stage), then continued once it is moved
+    with pytest.raises(ConfigError, match="move the refinement run away") as err:
+        tiny_recipe.run_recipe(root, progress=False, coarse_steps=5)
+    assert err.value.path == str(root / "refine")
+    (root / "refine").rename(tmp_path / "refine_3")
+    longer = tiny_recipe.run_recipe(root, progress=False, coarse_steps=5)
+    assert (longer.coarse_step, longer.refine_step) == (5, 3)
+    assert longer.model == root / "default.pt"
+    saved = TrainConfig.load(root / "coarse")
+    assert [(p.until_step, p.lr_scale) for p in saved.schedule[-3:]] == [
+        (3, 0.03),
+        (4, 0.03),
+        (5, 0.01),
+    ]
+    assert json.loads((root / "default.json").read_text())["training"]["coarse"]["steps"] == 5
+
+
+def test_longer_coarse_schedule_keeps_the_recipe_then_lowers_the_rate() -> None:
+    base = default_recipe.coarse_config(Path("data"))
+    longer = default_recipe.coarse_config(Path("data"), 12000)
+    assert longer.steps == 12000 and longer.schedule[: len(base.schedule)] == base.schedule
+    assert [(p.until_step, p.lr_scale) for p in longer.schedule[len(base.schedule) :]] == [
+        (10000, 0.03),
+        (12000, 0.01),
+    ]
+    with pytest.raises(ConfigError, match="at least 8000 steps"):
+        default_recipe.coarse_config(Path("data"), 6000)
