@@ -277,6 +277,7 @@ def record_take(source: Any, out: Path, seconds: float, codec: str, config: dict
         "sets_written": rec_status.sets_written,
         "complete": status.grouping.complete,
         "incomplete": status.grouping.incomplete,
+        "cut_off": status.grouping.cut_off,
         "dropped": status.grouping.dropped,
         "late": status.grouping.late,
         "frames_overflowed": status.frames_overflowed,

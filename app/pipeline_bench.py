@@ -174,7 +174,7 @@ def live_latency(loaded: Any, size: str | None, seconds: float) -> dict[str, Any
     return {
         "views": len(session.rig),
         "seconds": round(wall, 2),
-        "sets": cap.grouping.complete + cap.grouping.incomplete,
+        "sets": cap.grouping.emitted,
         "meshes": status.processed,
         "skipped": status.skipped,
         "errors": status.errors,

@@ -126,8 +126,10 @@ def run_live(args: argparse.Namespace) -> int:
             frames = preview.close()
     cap = session.status()
     lat = np.array([x for x in latencies if not math.isnan(x)])
-    sets = cap.grouping.complete + cap.grouping.incomplete
-    print(f"captured {sets} sets ({cap.grouping.incomplete} incomplete) in {wall:.1f} s")
+    print(
+        f"captured {cap.grouping.emitted} sets ({cap.grouping.incomplete} incomplete, "
+        f"{cap.grouping.cut_off} cut off by the stop) in {wall:.1f} s"
+    )
     if rec_status is not None:
         print(f"recorded {rec_status.sets_written} sets to {out / 'take'}")
     print(

@@ -51,6 +51,10 @@ class GroupingStats:
         Frames for a camera slot that was already filled (discarded, counted).
     missing_views : tuple[int, ...]
         Per camera, how many emitted sets lacked its view.
+    cut_off : int
+        Sets the end of a session emitted while they still waited for views
+        (:attr:`FrameSet.cut_off`): counted here, not as incomplete and not against their
+        cameras, since the stop rather than a camera cut them short.
     """
 
     complete: int = 0
@@ -59,11 +63,12 @@ class GroupingStats:
     dropped: int = 0
     duplicates: int = 0
     missing_views: tuple[int, ...] = ()
+    cut_off: int = 0
 
     @property
     def emitted(self) -> int:
         """Sets emitted so far."""
-        return self.complete + self.incomplete
+        return self.complete + self.incomplete + self.cut_off
 
 
 @dataclass
@@ -118,6 +123,7 @@ class FrameGrouper:
         self._last_reference_ns: int | None = None
         self._sequence = 0
         self._complete = self._incomplete = self._late = self._dropped = self._dup = 0
+        self._cut_off = 0
         self._missing = [0] * len(rig)
 
     # ------------------------------------------------------------------ public API
@@ -132,6 +138,7 @@ class FrameGrouper:
             self._dropped,
             self._dup,
             tuple(self._missing),
+            self._cut_off,
         )
 
     @property
@@ -233,6 +240,8 @@ class FrameGrouper:
         self._sequence += 1
         if fs.complete:
             self._complete += 1
+        elif cut_off:
+            self._cut_off += 1
         else:
             self._incomplete += 1
             for i in fs.missing:

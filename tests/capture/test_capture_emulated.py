@@ -114,6 +114,8 @@ def test_stream_is_synchronised_and_stops_cleanly(rig, tmp_path) -> None:
     assert bad == [], f"views of sets {bad} do not show their set's pattern point"
     st = session.status()
     assert st.grouping.incomplete == 0 and st.grouping.dropped == 0 and st.frames_overflowed == 0
+    # on a busy machine the stop may catch one set half-delivered: cut off, not incomplete
+    assert st.grouping.cut_off <= 1
 
 
 @needs_pylon
@@ -140,9 +142,11 @@ def test_a_camera_that_stops_leaves_gaps_and_comes_back(rig, tmp_path) -> None:
     assert st.incomplete >= 10 and st.missing_views[2] == st.incomplete
     assert st.missing_views[:2] == (0, 0) and st.missing_views[3] == 0
     assert [s.sequence for s in sets] == list(range(len(sets))), "a set was dropped silently"
-    gaps = [s for s in sets if s.missing == (2,)]
+    streamed = [s for s in sets if not s.cut_off]  # the stop may cut the last one short
+    assert len(sets) - len(streamed) == st.cut_off <= 1
+    gaps = [s for s in streamed if s.missing == (2,)]
     assert len(gaps) == st.incomplete
-    assert sets[-1].complete, "the camera was not used again after it came back"
+    assert streamed[-1].complete, "the camera was not used again after it came back"
     assert events == [("lost", "cam02"), ("back", "cam02")]
     # The other views stay synchronised throughout (camera 2's emulator playlist lags after
     # the missed triggers, so its own images are not checked after the fault).

@@ -93,7 +93,10 @@ def test_flush_marks_the_sets_a_stop_cut_off(rig) -> None:
     feed(g, [frame(0, 1, 50)])
     (fs,) = g.flush(cut_off=True)  # a stop came while set 1 waited for two views
     assert (fs.key, fs.missing, fs.cut_off) == (1, (1, 2), True)
-    assert g.stats.incomplete == 2 and g.pending == 0
+    # counted as cut off: neither incomplete nor against the cameras that had not yet delivered
+    st = g.stats
+    assert (st.incomplete, st.cut_off, st.emitted, st.missing_views) == (1, 1, 2, (0, 0, 1))
+    assert g.pending == 0
 
 
 def test_out_of_order_keys_still_emit_in_key_order(rig) -> None:
