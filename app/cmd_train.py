@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "own)",
     )
     p.add_argument(
+        "--grid-rotation-deg",
+        type=float,
+        help="coarse: largest angle of the random search-grid rotation while training "
+        "(default: 45 for lite, whose heatmap prior needs it; 180, any rotation as TEMPEH, for "
+        "tempeh; a resumed run keeps its own)",
+    )
+    p.add_argument(
         "--coarse-offset-mm",
         type=float,
         help="refine: move the coarse meshes by smooth random offsets of this mean length while "
@@ -78,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--coarse-steps",
         type=int,
-        help="train the coarse stage longer than the recipe's 8000 steps (x0.03, then x0.01); "
+        help="train the coarse stage longer than the recipe's 10000 steps (x0.03, then x0.01); "
         "continues a finished coarse run",
     )
     d.set_defaults(handler=_train_default)
@@ -103,13 +110,14 @@ def _train(args: argparse.Namespace) -> int:
         keep_checkpoints=args.keep_checkpoints,
         grid_shift_mm=args.grid_shift_mm or 0.0,
         coarse_offset_mm=args.coarse_offset_mm or 0.0,
+        **({} if args.grid_rotation_deg is None else {"grid_rotation_deg": args.grid_rotation_deg}),
     )
     if args.resume and (args.out / CONFIG_NAME).is_file():
         # this command has no schedule option: a resumed run keeps its own (its last phase
         # covers any added steps); the default one is for the --steps of a new run
         saved = TrainConfig.load(args.out)
         cfg = dataclasses.replace(cfg, schedule=saved.schedule)
-        for key in ("grid_shift_mm", "coarse_offset_mm"):
+        for key in ("grid_shift_mm", "grid_rotation_deg", "coarse_offset_mm"):
             if getattr(args, key) is None:
                 cfg = dataclasses.replace(cfg, **{key: getattr(saved, key)})
     result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from inference import fusion, geometry
 from inference.network.config import CoarseConfig
 from inference.network.feature_net import FeatureNet
-from inference.network.localizer import RigidGridLocalizer
+from inference.network.localizer import IDENTITY_BIAS, RigidGridLocalizer
 from inference.network.v2v import V2VModel
 
 
@@ -42,14 +42,45 @@ class CoarseOutput:
     scales: Tensor
 
 
+POSITION_CHANNELS = 4
+"""Grid-position inputs of the heatmap layer with a prior: ``o_x, o_y, o_z, |o|²``."""
+
+
 class SparsePointNet(nn.Module):
     """Holds ``global_net`` (V2V, one heatmap per vertex) and ``grid_refiner`` (localizer)."""
 
     def __init__(self, config: CoarseConfig, num_vertices: int) -> None:
         super().__init__()
         fused = 2 * config.feature_net.descriptor_dim
-        self.global_net = V2VModel(fused, num_vertices, config.v2v)
+        extra = POSITION_CHANNELS if config.heatmap_prior_sigma > 0 else 0
+        self.global_net = V2VModel(fused, num_vertices, config.v2v, extra)
         self.grid_refiner = RigidGridLocalizer(fused, config.voxel_dim, config.localizer)
+
+
+def grid_position_features(config: CoarseConfig) -> Tensor:
+    """(4, D, D, D) inputs of a heatmap prior: each grid point's offset ``o`` from the grid's
+    centre in units of half its width (``½(D−1)·inc``, the localizer's translation unit) and
+    ``|o|²``."""
+    o = geometry.grid_offsets(config.voxel_dim, config.voxel_inc) / (
+        0.5 * (config.voxel_dim - 1) * config.voxel_inc
+    )
+    return torch.cat([o, o.square().sum(0, keepdim=True)])
+
+
+def template_prior_weights(config: CoarseConfig, template_vertices: Tensor) -> Tensor:
+    """(N, 4) heatmap-layer weights on :func:`grid_position_features` that make vertex ``l``'s
+    logits ``(2 t_l·o − |o|²) / 2σ²``: up to a constant per heatmap (which its softmax ignores),
+    a Gaussian of standard deviation σ (``heatmap_prior_sigma``) around ``t_l``, where the
+    template vertex lies in a grid at the origin with the localizer's initial scale.
+
+    ``template_vertices`` is (N, 3), mm, in the rig frame the data poses the head in.
+    """
+    sigma = config.heatmap_prior_sigma
+    half = 0.5 * (config.voxel_dim - 1) * config.voxel_inc
+    identity = torch.tensor([IDENTITY_BIAS])
+    scale = float(geometry.decode_localizer(identity, config.localizer.scale_factor)[0][0, 0])
+    t = (template_vertices - torch.tensor(config.origin)) / (scale * half)
+    return torch.cat([t / sigma**2, torch.full_like(t[:, :1], -0.5 / sigma**2)], dim=1)
 
 
 class CoarseStage(nn.Module):
@@ -62,9 +93,19 @@ class CoarseStage(nn.Module):
         Vertices of the head template (5023 for FLAME).
     compat : bool
         Reproduce the official projection quirks (passed to ``fusion.sample_views``).
+    template_vertices : Tensor, optional
+        (N, 3) template, mm: with :attr:`CoarseConfig.heatmap_prior_sigma` the heatmaps start
+        as a prior around it (:func:`template_prior_weights`); without a template that prior
+        starts at zero (a model about to load its weights needs none).
     """
 
-    def __init__(self, config: CoarseConfig, num_vertices: int, compat: bool = False) -> None:
+    def __init__(
+        self,
+        config: CoarseConfig,
+        num_vertices: int,
+        compat: bool = False,
+        template_vertices: Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.num_vertices = num_vertices
@@ -73,6 +114,20 @@ class CoarseStage(nn.Module):
         self.sparse_point_net = SparsePointNet(config, num_vertices)
         self.register_buffer("origin", torch.tensor(config.origin), persistent=False)
         self.translation_scale_mm = 0.5 * (config.voxel_dim - 1) * config.voxel_inc
+        self.register_buffer("position_features", None, persistent=False)
+        if config.heatmap_prior_sigma > 0:
+            self.position_features = grid_position_features(config)
+            weight = self.sparse_point_net.global_net.output_layer.weight  # (N, C + 4, 1, 1, 1)
+            with torch.no_grad():
+                weight[:, -POSITION_CHANNELS:] = 0.0
+                if template_vertices is not None:
+                    if template_vertices.shape != (num_vertices, 3):
+                        raise ValueError(
+                            f"template_vertices must be ({num_vertices}, 3), got "
+                            f"{tuple(template_vertices.shape)}"
+                        )
+                    prior = template_prior_weights(config, template_vertices.float())
+                    weight[:, -POSITION_CHANNELS:, 0, 0, 0] = prior
 
     def forward(
         self,
@@ -84,6 +139,7 @@ class CoarseStage(nn.Module):
         random_grid: bool = False,
         generator: torch.Generator | None = None,
         origin_shift: Tensor | None = None,
+        max_rotation_deg: float = 180.0,
     ) -> CoarseOutput:
         """Run the coarse stage.
 
@@ -100,12 +156,15 @@ class CoarseStage(nn.Module):
         view_mask : Tensor
             (B, V) bool; False views are excluded from fusion.
         random_grid : bool
-            Rotate the search grid by a uniformly random rotation (training).
+            Rotate the search grid by a random rotation (training): uniform over all rotations
+            as the reference, or up to ``max_rotation_deg``.
         generator : torch.Generator, optional
             Source of the random rotation.
         origin_shift : Tensor, optional
             (B, 3) mm added to the search grid's origin (training: heads away from where the
             data put them).
+        max_rotation_deg : float
+            Largest angle of the random grid rotation (:func:`geometry.random_rotations`).
 
         Returns
         -------
@@ -118,7 +177,8 @@ class CoarseStage(nn.Module):
         offsets = geometry.grid_offsets(d, self.config.voxel_inc).to(images)
         feats = self.feature_net(images.flatten(0, 1)).unflatten(0, (B, V))
         if random_grid:
-            rot = geometry.random_rotations(B, generator).to(images)
+            rot = geometry.random_rotations(B, generator, max_angle_deg=max_rotation_deg)
+            rot = rot.to(images)
         else:
             rot = torch.eye(3, dtype=images.dtype, device=images.device).expand(B, 3, 3)
         origin = self.origin.expand(B, 3)
@@ -131,15 +191,14 @@ class CoarseStage(nn.Module):
         warped = geometry.warp_grid(offsets, A, tau, rot, origin, self.translation_scale_mm)
         points = warped.flatten(2).transpose(1, 2)
         volume = self._fuse(feats, points, K, Rt, dist, view_mask, d)
+        # the heatmaps a chunk at a time, never all at once (geometry.soft_argmax_linear)
         net = self.sparse_point_net.global_net
-        if torch.is_grad_enabled():
-            vertices = geometry.soft_argmax(net(volume), warped)
-        else:
-            # inference: the heatmaps a chunk at a time (geometry.soft_argmax_linear)
-            out = net.output_layer
-            vertices = geometry.soft_argmax_linear(
-                net.features(volume), out.weight, out.bias, warped
-            )
+        features = net.features(volume)
+        if self.position_features is not None:
+            grid = self.position_features.to(features).expand(B, -1, -1, -1, -1)
+            features = torch.cat([features, grid], dim=1)
+        out = net.output_layer
+        vertices = geometry.soft_argmax_linear(features, out.weight, out.bias, warped)
         center = (rot @ (tau * self.translation_scale_mm).unsqueeze(-1)).squeeze(-1) + origin
         return CoarseOutput(
             vertices=vertices, warped_grid=warped, grid_center=center, scales=scales

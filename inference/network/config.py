@@ -98,6 +98,13 @@ class CoarseConfig:
     v2v : V2VConfig
     image_resize_factor : int
         Images are resized to ``full // factor`` for this stage.
+    heatmap_prior_sigma : float
+        0 (official): each vertex's heatmap is the V2V output layer applied to the V2V features.
+        > 0: the output layer also sees each grid point's position in the localized grid
+        (``o``, in units of half the grid's width, and ``|o|²``), and starts as a Gaussian
+        around the template vertex's place in the grid at the localizer's initial scale, of
+        this standard deviation in the same units. The heatmaps then start at the template and
+        the V2V learns the corrections; the weights stay trainable.
     """
 
     feature_net: FeatureNetConfig = field(default_factory=FeatureNetConfig)
@@ -107,6 +114,13 @@ class CoarseConfig:
     localizer: LocalizerConfig = field(default_factory=LocalizerConfig)
     v2v: V2VConfig = field(default_factory=V2VConfig)
     image_resize_factor: int = 8
+    heatmap_prior_sigma: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.heatmap_prior_sigma < 0:
+            raise ValueError(
+                f"coarse.heatmap_prior_sigma must be >= 0, got {self.heatmap_prior_sigma}"
+            )
 
 
 SEARCH_KINDS = ("grid", "normal")

@@ -84,7 +84,7 @@ class TempehModel(nn.Module):
         self.config = config
         verts = torch.as_tensor(template.vertices, dtype=torch.float32)
         faces = torch.as_tensor(template.faces, dtype=torch.long)
-        self.coarse = CoarseStage(config.coarse, len(verts), config.compat)
+        self.coarse = CoarseStage(config.coarse, len(verts), config.compat, verts)
         self.refine = RefineStage(config.refine, verts, faces, config.compat)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(3, 1, 1), persistent=False)

@@ -201,9 +201,19 @@ class V2VModel(nn.Module):
     out_channels : int
         Output channels (one heatmap per vertex for the coarse stage, 1 for refinement).
     config : V2VConfig
+    extra_output_inputs : int
+        Channels the caller adds to the features before the output layer (the coarse stage's
+        grid positions, :attr:`CoarseConfig.heatmap_prior_sigma`); ``forward`` then cannot be
+        used, only ``features``.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, config: V2VConfig) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        config: V2VConfig,
+        extra_output_inputs: int = 0,
+    ) -> None:
         super().__init__()
         f = config.front_channels
         b = config.back_channels
@@ -214,7 +224,8 @@ class V2VModel(nn.Module):
         back: list[nn.Module] = [Res3DBlock(f[-1], b[0])]
         back += [Basic3DBlock(b[i - 1], b[i], 1) for i in range(1, len(b))]
         self.back_layers = nn.Sequential(*back)
-        self.output_layer = GridConv3d(b[-1], out_channels, 1)
+        self.extra_output_inputs = extra_output_inputs
+        self.output_layer = GridConv3d(b[-1] + extra_output_inputs, out_channels, 1)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -226,6 +237,8 @@ class V2VModel(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(N, Cin, D, D, D) -> (N, Cout, D, D, D) logits."""
+        if self.extra_output_inputs:
+            raise RuntimeError("this V2V's output layer takes extra inputs: call features()")
         return self.output_layer(self.features(x))
 
     def features(self, x: Tensor) -> Tensor:

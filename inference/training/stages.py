@@ -129,19 +129,25 @@ class CoarseTrainingStage:
     template : HeadTemplate
     grid_shift_mm : float
         Half-width of the uniform random shift of the search grid per axis, mm (0: none).
+    grid_rotation_deg : float
+        Largest angle of the random search-grid rotation (180: uniform over all rotations).
     """
 
     name = "coarse"
 
-    def __init__(self, template: HeadTemplate, grid_shift_mm: float = 0.0) -> None:
+    def __init__(
+        self, template: HeadTemplate, grid_shift_mm: float = 0.0, grid_rotation_deg: float = 180.0
+    ) -> None:
         self._losses = _TemplateLosses(template, EDGE_WEIGHTS_COARSE)
         self.grid_shift_mm = grid_shift_mm
+        self.grid_rotation_deg = grid_rotation_deg
 
     def resize_factor(self, model_config: ModelConfig) -> int:
         return model_config.coarse.image_resize_factor
 
     def build(self, model_config: ModelConfig, template: HeadTemplate) -> nn.Module:
-        return CoarseStage(model_config.coarse, template.num_vertices, model_config.compat)
+        verts = torch.as_tensor(template.vertices, dtype=torch.float32)
+        return CoarseStage(model_config.coarse, len(verts), model_config.compat, verts)
 
     def forward(
         self, module: nn.Module, batch: dict, train: bool, generator: torch.Generator
@@ -159,6 +165,7 @@ class CoarseTrainingStage:
             train,
             generator,
             shift,
+            self.grid_rotation_deg,
         )
         return {"vertices": out.vertices}
 
@@ -385,5 +392,5 @@ class RefineTrainingStage:
 def make_stage(cfg: TrainConfig, template: HeadTemplate) -> Stage:
     """The stage plug-in of ``cfg.stage``."""
     if cfg.stage == "coarse":
-        return CoarseTrainingStage(template, cfg.grid_shift_mm)
+        return CoarseTrainingStage(template, cfg.grid_shift_mm, cfg.grid_rotation_deg)
     return RefineTrainingStage(template, cfg.coarse_run, cfg.coarse_noise_mm, cfg.coarse_offset_mm)

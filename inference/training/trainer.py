@@ -54,6 +54,7 @@ RESUME_KEYS = (
     "seed",
     "coarse_run",
     "grid_shift_mm",
+    "grid_rotation_deg",
     "coarse_offset_mm",
 )
 _STEP_SEED = 1_000_003

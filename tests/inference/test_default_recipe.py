@@ -69,12 +69,13 @@ def test_recipe_runs_resumes_and_exports(tiny_recipe, tmp_path: Path) -> None:
 
 
 def test_longer_coarse_schedule_keeps_the_recipe_then_lowers_the_rate() -> None:
+    steps = default_recipe.COARSE_STEPS
     base = default_recipe.coarse_config(Path("data"))
-    longer = default_recipe.coarse_config(Path("data"), 12000)
-    assert longer.steps == 12000 and longer.schedule[: len(base.schedule)] == base.schedule
+    longer = default_recipe.coarse_config(Path("data"), steps + 4000)
+    assert longer.steps == steps + 4000 and longer.schedule[: len(base.schedule)] == base.schedule
     assert [(p.until_step, p.lr_scale) for p in longer.schedule[len(base.schedule) :]] == [
-        (10000, 0.03),
-        (12000, 0.01),
+        (steps + 2000, 0.03),
+        (steps + 4000, 0.01),
     ]
-    with pytest.raises(ConfigError, match="at least 8000 steps"):
-        default_recipe.coarse_config(Path("data"), 6000)
+    with pytest.raises(ConfigError, match=f"at least {steps} steps"):
+        default_recipe.coarse_config(Path("data"), steps - 2000)

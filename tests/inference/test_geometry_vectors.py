@@ -164,6 +164,24 @@ def test_soft_argmax_both_styles(shared_vectors: Path) -> None:
     np.testing.assert_allclose(rot.numpy(), d["local_rotations"], atol=1e-6)
 
 
+def test_bounded_random_rotations() -> None:
+    """Below 180°, rotations about random axes by at most the bound; at 180°, the uniform
+    rotations of the reference (the same draws as before the bound existed)."""
+    gen = torch.Generator().manual_seed(3)
+    rot = g.random_rotations(2000, gen, dtype=torch.float64, max_angle_deg=45.0)
+    eye = torch.eye(3, dtype=torch.float64)
+    torch.testing.assert_close(rot @ rot.transpose(1, 2), eye.expand_as(rot))
+    torch.testing.assert_close(torch.linalg.det(rot), torch.ones(2000, dtype=torch.float64))
+    angle = torch.rad2deg(
+        torch.arccos(((rot.diagonal(dim1=1, dim2=2).sum(-1) - 1) / 2).clamp(-1, 1))
+    )
+    assert angle.max() <= 45.0 + 1e-6 and angle.max() > 44.0 and 20.0 < angle.mean() < 25.0
+    # the official vectors check the default draws (test_soft_argmax_both_styles)
+    uniform = g.random_rotations(4, torch.Generator().manual_seed(11))
+    at_180 = g.random_rotations(4, torch.Generator().manual_seed(11), max_angle_deg=180.0)
+    torch.testing.assert_close(at_180, uniform, rtol=0, atol=0)
+
+
 def test_vertex_normals(shared_vectors: Path) -> None:
     d = _load(shared_vectors, "vertex_normals.npz")
     verts = torch.stack([_t(d["template_vertices"]).float(), _t(d["perturbed_vertices"])])

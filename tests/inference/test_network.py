@@ -247,6 +247,48 @@ def test_lite_forward_finite_and_gradients_reach_all_parameters():
     assert not no_grad, no_grad[:5]
 
 
+def test_heatmap_prior_starts_the_coarse_stage_at_the_template():
+    """With ``heatmap_prior_sigma`` the heatmap layer also sees the grid positions, and its
+    initial weights put a Gaussian around each template vertex: with the V2V's own share of the
+    logits zeroed, an untrained stage (identity localizer) returns the template, to within a
+    millimetre for vertices inside the grid. Without a template the prior starts at zero."""
+    from dataclasses import replace
+
+    from inference.network.coarse import POSITION_CHANNELS, CoarseStage, grid_position_features
+
+    torch.manual_seed(0)
+    config = replace(LITE.coarse, heatmap_prior_sigma=0.1)
+    template = _template(300)
+    verts = torch.as_tensor(template.vertices, dtype=torch.float32)
+    stage = CoarseStage(config, len(verts), False, verts).eval()
+    layer = stage.sparse_point_net.global_net.output_layer
+    assert layer.weight.shape[1] == config.v2v.back_channels[-1] + POSITION_CHANNELS
+    with torch.no_grad():
+        layer.weight[:, :-POSITION_CHANNELS] = 0.0
+    batch = _batch(B=1, V=4, H=48, W=64)
+    images = (batch.images.float() / 255 - 0.45) / 0.25
+    K = batch.K.clone()
+    K[..., :2, :] /= 2
+    with torch.no_grad():
+        out = stage(images, K, batch.Rt, batch.dist, batch.view_mask)
+    # inside the grid: |o| < 0.8 per axis at the initial scale (the sphere spans about ±0.5)
+    o = grid_position_features(config)[:3]
+    assert o.amin() < -1.0 and o.amax() > 0.9 and o.shape[1:] == (16, 16, 16)
+    error = (out.vertices[0] - verts).norm(dim=-1)
+    assert error.max() < 1.0, error.max()
+
+    bare = CoarseStage(config, len(verts))
+    assert (
+        bare.sparse_point_net.global_net.output_layer.weight[:, -POSITION_CHANNELS:].abs().max()
+        == 0
+    )
+    with pytest.raises(RuntimeError, match="features"):
+        bare.sparse_point_net.global_net(torch.zeros(1, 16, 16, 16, 16))
+    with pytest.raises(ValueError, match="heatmap_prior_sigma"):
+        replace(LITE.coarse, heatmap_prior_sigma=-1.0)
+    assert from_dict(ModelConfig, {"coarse": {"voxel_dim": 16}}).coarse.heatmap_prior_sigma == 0.0
+
+
 def test_masked_view_changes_nothing():
     torch.manual_seed(0)
     model = TempehModel(LITE, _template(200)).eval()
@@ -291,9 +333,44 @@ def test_origin_shift_equals_a_grid_moved_by_the_config():
     assert (a.vertices[0] - c.vertices[0]).norm(dim=-1).mean() > 1.0
 
 
+def test_chunked_heatmap_gradients_equal_the_plain_soft_argmax():
+    """Training reduces the coarse heatmaps a chunk at a time too, and its backward recomputes
+    each chunk: the gradients of the features, weights, bias and positions are those of the
+    plain soft-argmax over a convolution (float64, to 1e-9 of their size)."""
+    import torch.nn.functional as F  # noqa: N812
+
+    from inference.geometry import soft_argmax, soft_argmax_linear
+
+    torch.manual_seed(1)
+    kw = {"dtype": torch.float64, "requires_grad": True}
+    features = torch.randn(2, 8, 5, 5, 5, **kw)
+    weight, bias = torch.randn(300, 8, 1, 1, 1, **kw), torch.randn(300, **kw)
+    positions = (torch.randn(2, 3, 5, 5, 5, dtype=torch.float64) * 100).requires_grad_()
+    upstream = torch.randn(2, 300, 3, dtype=torch.float64)
+    leaves = (features, weight, bias, positions)
+    names = ("features", "weight", "bias", "positions")
+
+    def gradients(vertices):
+        return torch.autograd.grad((vertices * upstream).sum(), leaves)
+
+    plain = gradients(soft_argmax(F.conv3d(features, weight, bias), positions))
+    for chunk in (7, 256, 1000):
+        chunked = gradients(soft_argmax_linear(features, weight, bias, positions, chunk))
+        for name, a, b in zip(names, chunked, plain, strict=True):
+            assert a.shape == b.shape, name
+            scale = b.abs().max().clamp_min(1.0)
+            assert (a - b).abs().max() <= 1e-9 * scale, name
+    # a bias shifts a heatmap evenly: its gradient is zero, exactly in the chunked backward
+    assert plain[2].abs().max() < 1e-9
+    assert torch.autograd.gradcheck(
+        lambda *t: soft_argmax_linear(*t, 7),
+        (features[:1], weight[:20], bias[:20], positions[:1]),
+    )
+
+
 def test_heatmaps_in_chunks_equal_the_plain_soft_argmax():
-    """Inference (no gradients) reduces the coarse heatmaps a chunk at a time; training takes
-    every logit at once. Both give the same vertices."""
+    """Inference (no gradients) and training both reduce the coarse heatmaps a chunk at a time;
+    the vertices equal the plain soft-argmax over every logit at once."""
     import torch.nn.functional as F  # noqa: N812
 
     from inference.geometry import soft_argmax, soft_argmax_linear
