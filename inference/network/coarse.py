@@ -57,29 +57,40 @@ class SparsePointNet(nn.Module):
         self.grid_refiner = RigidGridLocalizer(fused, config.voxel_dim, config.localizer)
 
 
+def grid_half_width_mm(config: CoarseConfig) -> float:
+    """Half the unscaled search grid's width, ``½(D−1)·inc`` mm: the localizer's translation
+    unit and the unit of the heatmap prior's positions."""
+    return 0.5 * (config.voxel_dim - 1) * config.voxel_inc
+
+
 def grid_position_features(config: CoarseConfig) -> Tensor:
     """(4, D, D, D) inputs of a heatmap prior: each grid point's offset ``o`` from the grid's
-    centre in units of half its width (``½(D−1)·inc``, the localizer's translation unit) and
-    ``|o|²``."""
-    o = geometry.grid_offsets(config.voxel_dim, config.voxel_inc) / (
-        0.5 * (config.voxel_dim - 1) * config.voxel_inc
-    )
+    centre in units of :func:`grid_half_width_mm`, and ``|o|²``."""
+    o = geometry.grid_offsets(config.voxel_dim, config.voxel_inc) / grid_half_width_mm(config)
     return torch.cat([o, o.square().sum(0, keepdim=True)])
 
 
-def template_prior_weights(config: CoarseConfig, template_vertices: Tensor) -> Tensor:
+def template_prior_weights(
+    config: CoarseConfig, template_vertices: Tensor, num_vertices: int
+) -> Tensor:
     """(N, 4) heatmap-layer weights on :func:`grid_position_features` that make vertex ``l``'s
     logits ``(2 t_l·o − |o|²) / 2σ²``: up to a constant per heatmap (which its softmax ignores),
     a Gaussian of standard deviation σ (``heatmap_prior_sigma``) around ``t_l``, where the
     template vertex lies in a grid at the origin with the localizer's initial scale.
 
-    ``template_vertices`` is (N, 3), mm, in the rig frame the data poses the head in.
+    ``template_vertices`` is (N, 3), mm, in the rig frame the data poses the head in;
+    :class:`ValueError` if it does not have ``num_vertices`` rows.
     """
+    if template_vertices.shape != (num_vertices, 3):
+        raise ValueError(
+            f"template_vertices must be ({num_vertices}, 3), got {tuple(template_vertices.shape)}"
+        )
     sigma = config.heatmap_prior_sigma
-    half = 0.5 * (config.voxel_dim - 1) * config.voxel_inc
     identity = torch.tensor([IDENTITY_BIAS])
     scale = float(geometry.decode_localizer(identity, config.localizer.scale_factor)[0][0, 0])
-    t = (template_vertices - torch.tensor(config.origin)) / (scale * half)
+    t = (template_vertices.float() - torch.tensor(config.origin)) / (
+        scale * grid_half_width_mm(config)
+    )
     return torch.cat([t / sigma**2, torch.full_like(t[:, :1], -0.5 / sigma**2)], dim=1)
 
 
@@ -113,21 +124,16 @@ class CoarseStage(nn.Module):
         self.feature_net = FeatureNet(config.feature_net)
         self.sparse_point_net = SparsePointNet(config, num_vertices)
         self.register_buffer("origin", torch.tensor(config.origin), persistent=False)
-        self.translation_scale_mm = 0.5 * (config.voxel_dim - 1) * config.voxel_inc
+        self.translation_scale_mm = grid_half_width_mm(config)
         self.register_buffer("position_features", None, persistent=False)
         if config.heatmap_prior_sigma > 0:
             self.position_features = grid_position_features(config)
+            prior = 0.0
+            if template_vertices is not None:
+                prior = template_prior_weights(config, template_vertices, num_vertices)
             weight = self.sparse_point_net.global_net.output_layer.weight  # (N, C + 4, 1, 1, 1)
             with torch.no_grad():
-                weight[:, -POSITION_CHANNELS:] = 0.0
-                if template_vertices is not None:
-                    if template_vertices.shape != (num_vertices, 3):
-                        raise ValueError(
-                            f"template_vertices must be ({num_vertices}, 3), got "
-                            f"{tuple(template_vertices.shape)}"
-                        )
-                    prior = template_prior_weights(config, template_vertices.float())
-                    weight[:, -POSITION_CHANNELS:, 0, 0, 0] = prior
+                weight[:, -POSITION_CHANNELS:, 0, 0, 0] = prior
 
     def forward(
         self,

@@ -20,7 +20,7 @@ from inference.model_store import load_model
 from inference.network.presets import LITE
 from inference.synth import SynthConfig, write_synthetic_dataset
 from inference.training.checkpoints import latest_checkpoint, load_checkpoint
-from inference.training.config import Phase, TrainConfig
+from inference.training.config import PRESET_TRAINING, Phase, TrainConfig
 from inference.training.export import export_runs
 from inference.training.trainer import train
 
@@ -48,7 +48,7 @@ def tiny_config(data: Path, **options) -> TrainConfig:
         "checkpoint_every": 0,
         "val_frames": 2,
         "log_every": 1,
-        "grid_rotation_deg": 45.0,  # the lite preset's training default (PRESET_TRAINING)
+        **PRESET_TRAINING[("lite", "coarse")],  # bounded grid rotations (45°)
     }
     base.update(options)
     return TrainConfig(**base)
