@@ -20,6 +20,7 @@ from torch import Tensor
 
 from capture.errors import DatasetError
 from inference.dataset import DatasetConfig, FrameSample, MultiViewDataset
+from inference.geometry import scale_intrinsics
 from inference.head_data import HeadTemplate
 from inference.losses import closest_faces
 from inference.network.model import MultiViewBatch, TempehModel
@@ -163,11 +164,11 @@ def frame_batch(
     1/``factor`` size.
 
     The model resizes from the full calibrated size, so the intrinsics are scaled back up by
-    ``factor`` and ``full_size`` is the image size times ``factor``.
+    ``factor`` (the datasets' pixel-area convention, which this inverts exactly) and
+    ``full_size`` is the image size times ``factor``.
     """
     h, w = sample.images.shape[-2:]
-    K = sample.K.clone()
-    K[:, :2] *= factor
+    K = scale_intrinsics(sample.K, (h, w), (h * factor, w * factor))
     return MultiViewBatch(
         images=sample.images[None].to(device),
         K=K[None].to(device),

@@ -84,6 +84,25 @@ def project_points(points: Tensor, K: Tensor, Rt: Tensor, dist: Tensor) -> Tenso
     return torch.stack([u, v], dim=-1)
 
 
+def scale_intrinsics(
+    K: Tensor, size: tuple[int, int], new_size: tuple[int, int], pixel_area: bool = True
+) -> Tensor:
+    """(..., 3, 3) intrinsics of images of ``size`` (H, W) -> those of the images resized to
+    ``new_size`` (h, w).
+
+    ``pixel_area`` (ours): a pixel centre ``u`` maps to ``(u + 0.5)·s − 0.5``, the convention of
+    antialiased resizing (``F.interpolate``, ``align_corners=False``) and of our datasets
+    (:meth:`capture.camera.Camera.resized`). False: ``u·s``, the official code's (compat mode;
+    reference §1.3). Going back up with the same convention inverts it exactly.
+    """
+    sx, sy = new_size[1] / size[1], new_size[0] / size[0]
+    out = K * torch.tensor([sx, sy, 1.0], dtype=K.dtype, device=K.device).view(3, 1)
+    if pixel_area:
+        out[..., 0, 2] += 0.5 * sx - 0.5
+        out[..., 1, 2] += 0.5 * sy - 0.5
+    return out
+
+
 def pixels_to_grid(uv: Tensor, hw: tuple[int, int], compat: bool = False) -> Tensor:
     """Normalise pixel coordinates for ``grid_sample(align_corners=False)``.
 
@@ -601,6 +620,7 @@ __all__ = [
     "random_rotations",
     "repeat_neighbour_mean",
     "rotation_6d_to_matrix",
+    "scale_intrinsics",
     "soft_argmax",
     "soft_argmax_linear",
     "vertex_normals",

@@ -79,31 +79,13 @@ def common_full_size(rig: Rig) -> tuple[int, int]:
     return Counter(c.image_size for c in rig.cameras).most_common(1)[0][0]
 
 
-def model_camera(
-    cam: Camera,
-    full: tuple[int, int],
-    refine_factor: int,
-    input_size: tuple[int, int] | None = None,
-) -> Camera:
-    """``cam`` as the model sees it at full size ``full`` (W, H).
-
-    The intrinsics are those of the refinement-size camera (pixel-area convention, as the
-    datasets resize) scaled back up to ``full``, exactly as
-    :func:`inference.evaluation.frame_batch` does, so the stages see the cameras they were
-    trained with. The refinement size is ``full // refine_factor``, or
-    ``input_size // refine_factor`` for a model that records its training size
-    (``ModelConfig.input_size``, (H, W)).
-    """
+def model_camera(cam: Camera, full: tuple[int, int]) -> Camera:
+    """``cam`` as the model sees it at full size ``full`` (W, H): resized there (pixel-area
+    convention) when calibrated at another size. The model scales the intrinsics to each
+    stage's size by the convention the stages were trained with
+    (:func:`inference.geometry.scale_intrinsics`)."""
     w, h = full
-    if cam.image_size != full:
-        cam = cam.resized(w, h)
-    base_h, base_w = (h, w) if input_size is None else input_size
-    sw, sh = max(1, base_w // refine_factor), max(1, base_h // refine_factor)
-    small = cam.resized(sw, sh)
-    K = small.K.copy()
-    K[0] *= w / sw
-    K[1] *= h / sh
-    return Camera(cam.name, w, h, K, cam.dist, cam.R, cam.t, cam.serial)
+    return cam if cam.image_size == full else cam.resized(w, h)
 
 
 @dataclass(frozen=True, eq=False)
@@ -145,7 +127,7 @@ class RigTensors:
         if odd:
             log.info("cameras %s are resized to the rig's common %dx%d", odd, *full)
         factor = config.refine.image_resize_factor
-        cams = [model_camera(c, full, factor, config.input_size) for c in rig.cameras]
+        cams = [model_camera(c, full) for c in rig.cameras]
         K = np.stack([c.K for c in cams])
         Rt = np.stack([np.concatenate([c.R, c.t[:, None]], axis=1) for c in cams])
         dist = np.stack([c.dist for c in cams])

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from torch import Tensor, nn
 
+from inference import geometry
 from inference.head_data import HeadTemplate
 from inference.network.coarse import CoarseOutput, CoarseStage
 from inference.network.config import ModelConfig
@@ -125,7 +126,7 @@ class TempehModel(nn.Module):
         timings["prepare"] = (_now(images) - start) * 1e3
 
         start = _now(images)
-        K = _scale_intrinsics(batch.K, full, coarse_imgs.shape[-2:])
+        K = self._stage_intrinsics(batch.K, full, coarse_imgs.shape[-2:])
         coarse = self.coarse(
             self._normalize(coarse_imgs),
             K,
@@ -178,7 +179,7 @@ class TempehModel(nn.Module):
         centers = -(R.transpose(-1, -2) @ t).squeeze(-1)
         return self.refine(
             self._normalize(refine_imgs),
-            _scale_intrinsics(batch.K, full, refine_imgs.shape[-2:]),
+            self._stage_intrinsics(batch.K, full, refine_imgs.shape[-2:]),
             batch.Rt,
             batch.dist,
             centers,
@@ -199,17 +200,15 @@ class TempehModel(nn.Module):
             x = x / 255.0
         return x.unflatten(0, images.shape[:2])
 
+    def _stage_intrinsics(self, K: Tensor, full: tuple[int, int], size: tuple[int, int]) -> Tensor:
+        """(B, V, 3, 3) intrinsics at ``full`` (H, W) -> at a stage's ``size`` (h, w), by the
+        convention the stages were trained with: the pixel-area one of our datasets, or in
+        compat mode the official plain ratio."""
+        return geometry.scale_intrinsics(K, full, size, pixel_area=not self.config.compat)
+
     def _normalize(self, images: Tensor) -> Tensor:
         """(B, V, 1|3, H, W) in [0, 1] -> (B, V, 3, H, W) ImageNet-normalized."""
         return (images.expand(-1, -1, 3, -1, -1) - self.mean) / self.std
-
-
-def _scale_intrinsics(K: Tensor, full: tuple[int, int], size: tuple[int, int]) -> Tensor:
-    """(B, V, 3, 3) intrinsics at ``full`` (H, W) -> intrinsics at ``size`` (h, w)."""
-    scale = torch.tensor(
-        [size[1] / full[1], size[0] / full[0], 1.0], dtype=K.dtype, device=K.device
-    )
-    return K * scale.view(3, 1)
 
 
 def _now(t: Tensor) -> float:

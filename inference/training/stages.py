@@ -17,7 +17,11 @@ import torch.nn.functional as F  # noqa: N812 (the PyTorch convention)
 from torch import Tensor, nn
 
 from capture.errors import CheckpointError, ConfigError
-from inference.geometry import neighbour_mean_operator, repeat_neighbour_mean
+from inference.geometry import (
+    neighbour_mean_operator,
+    repeat_neighbour_mean,
+    scale_intrinsics,
+)
 from inference.head_data import HeadTemplate, unique_edges
 from inference.losses import (
     EDGE_WEIGHTS_COARSE,
@@ -270,11 +274,10 @@ class RefineTrainingModule(nn.Module):
             small = F.interpolate(
                 images.flatten(0, 1), size=size, mode="bilinear", antialias=True
             ).unflatten(0, images.shape[:2])
-            scale = torch.tensor([size[1] / w, size[0] / h, 1.0], dtype=K.dtype, device=K.device)
+            # the coarse stage's intrinsics as its own training's dataset made them
+            K_small = scale_intrinsics(K, (h, w), size, pixel_area=not self.refine.compat)
             with torch.no_grad():
-                coarse_vertices = self.coarse(
-                    small, K * scale.view(3, 1), Rt, dist, view_mask
-                ).vertices
+                coarse_vertices = self.coarse(small, K_small, Rt, dist, view_mask).vertices
         if coarse_offset is not None:
             coarse_vertices = coarse_vertices + coarse_offset.to(coarse_vertices)
         refined = self.refine(

@@ -189,3 +189,61 @@ def test_import_official_round_trip(tmp_path, capsys):
     ):
         assert ours.keys() == theirs.keys()
         assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+
+def test_stage_intrinsics_point_where_the_resized_image_shows_the_point():
+    """A bright dot drawn at a projected point, shrunk 1/16 as the model shrinks its frames, is
+    where the stage's intrinsics project the point (pixel-area convention); the plain ratio the
+    model used to apply is half a pixel off."""
+    from inference.geometry import project_points, scale_intrinsics
+
+    H, W, f = 480, 640, 16
+    K = torch.tensor([[[[800.0, 0.0, 317.3], [0.0, 800.0, 243.8], [0.0, 0.0, 1.0]]]])
+    Rt = torch.cat([torch.eye(3), torch.tensor([[0.0], [0.0], [1000.0]])], dim=1)[None, None]
+    point = torch.tensor([[[31.0, -17.0, 0.0]]])
+    no_dist = torch.zeros(1, 1, 2)
+    u, v = project_points(point, K, Rt, no_dist)[0, 0, 0].tolist()
+    ys, xs = torch.meshgrid(torch.arange(float(H)), torch.arange(float(W)), indexing="ij")
+    dot = torch.exp(-((xs - u) ** 2 + (ys - v) ** 2) / (2 * 6.0**2))
+    small = torch.nn.functional.interpolate(
+        dot[None, None], size=(H // f, W // f), mode="bilinear", antialias=True
+    )[0, 0]
+    sy, sx = torch.meshgrid(torch.arange(float(H // f)), torch.arange(float(W // f)), indexing="ij")
+    seen = torch.stack([(small * sx).sum(), (small * sy).sum()]) / small.sum()
+    off = {}
+    for pixel_area in (True, False):
+        Ks = scale_intrinsics(K, (H, W), (H // f, W // f), pixel_area)
+        at = project_points(point, Ks, Rt, no_dist)[0, 0, 0]
+        off[pixel_area] = float((at - seen).norm())
+    assert off[True] < 0.03, off
+    # the plain ratio misses by (1 - 1/16) / 2 px on each axis: 0.66 px, 10 mm at 1 m here
+    assert 0.6 < off[False] < 0.72, off
+    # scaling back up with the same convention inverts it
+    Ks = scale_intrinsics(K, (H, W), (H // f, W // f))
+    torch.testing.assert_close(scale_intrinsics(Ks, (H // f, W // f), (H, W)), K)
+
+
+def test_every_path_gives_each_stage_the_intrinsics_it_was_trained_with(tiny_dataset):
+    """The coarse stage trains on the dataset read at 1/16, the refinement at 1/8. Evaluation
+    (a sample read at 1/8, scaled up to full size) and the live pipeline (the rig's cameras)
+    must hand the model intrinsics that it scales to exactly those."""
+    from capture.rig_json import read_rig_json
+    from inference.dataset import DatasetConfig, MultiViewDataset
+    from inference.evaluation import frame_batch
+    from inference.geometry import scale_intrinsics
+    from inference.preprocess import RigTensors
+
+    def sample(factor: int):
+        config = DatasetConfig.from_root(tiny_dataset, "train", resize_factor=factor)
+        return MultiViewDataset(config)[0]
+
+    trained = {16: sample(16), 8: sample(8)}
+    views = torch.ones(trained[8].images.shape[0], dtype=torch.bool)
+    batch = frame_batch(trained[8], 8, views)
+    cameras = read_rig_json(tiny_dataset / "rig.json")
+    rig = RigTensors.build(cameras, preset("lite"), torch.device("cpu"))
+    for K, full in ((batch.K[0], batch.full_size), (rig.K[0], rig.full_size)):
+        for seen in trained.values():
+            size = tuple(seen.images.shape[-2:])
+            given = scale_intrinsics(K, full, size)
+            torch.testing.assert_close(given, seen.K, atol=1e-4, rtol=0)
