@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from capture.camera import Camera, Rig
+from capture.camera import Rig
 from capture.errors import CaptureError, ConfigError
 from capture.frames import FrameSet
 from inference.network.config import ModelConfig
@@ -79,15 +79,6 @@ def common_full_size(rig: Rig) -> tuple[int, int]:
     return Counter(c.image_size for c in rig.cameras).most_common(1)[0][0]
 
 
-def model_camera(cam: Camera, full: tuple[int, int]) -> Camera:
-    """``cam`` as the model sees it at full size ``full`` (W, H): resized there (pixel-area
-    convention) when calibrated at another size. The model scales the intrinsics to each
-    stage's size by the convention the stages were trained with
-    (:func:`inference.geometry.scale_intrinsics`)."""
-    w, h = full
-    return cam if cam.image_size == full else cam.resized(w, h)
-
-
 @dataclass(frozen=True, eq=False)
 class RigTensors:
     """The rig's cameras as resident device tensors (built once per rig).
@@ -127,7 +118,9 @@ class RigTensors:
         if odd:
             log.info("cameras %s are resized to the rig's common %dx%d", odd, *full)
         factor = config.refine.image_resize_factor
-        cams = [model_camera(c, full) for c in rig.cameras]
+        # the model scales these full-size intrinsics to each stage's size itself
+        # (geometry.scale_intrinsics, the convention the stages were trained with)
+        cams = [c if c.image_size == full else c.resized(*full) for c in rig.cameras]
         K = np.stack([c.K for c in cams])
         Rt = np.stack([np.concatenate([c.R, c.t[:, None]], axis=1) for c in cams])
         dist = np.stack([c.dist for c in cams])
