@@ -193,7 +193,10 @@ class TempehModel(nn.Module):
         """(B, V, C, H, W) uint8 or float -> (B, V, C, h, w) float in [0, 1], antialiased."""
         x = images.flatten(0, 1)
         if tuple(x.shape[-2:]) != size:
-            # uint8 has a fast antialiased path on CPU; convert after shrinking
+            # uint8 has a fast antialiased path on CPU (convert after shrinking); CUDA has
+            # none for uint8, so there the images become float first
+            if x.dtype == torch.uint8 and x.device.type != "cpu":
+                x = x.to(self.mean.dtype)
             x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
         x = x.to(self.mean.dtype)
         if images.dtype == torch.uint8:
