@@ -65,6 +65,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--live", type=float, default=0.0, help="also run the live path for SECONDS (emulated rig)"
     )
     b.add_argument("--threads", type=int, default=None, help="torch CPU threads (default all)")
+    b.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="CUDA: autocast dtype of the 2D and 3D networks (auto: what the worker uses, "
+        "bf16 where supported); the CPU always runs fp32",
+    )
     b.add_argument("--json", action="store_true", help="print exactly one JSON object")
     b.set_defaults(handler=_bench)
 

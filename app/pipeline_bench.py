@@ -108,7 +108,7 @@ def run_bench(args: argparse.Namespace) -> int:
     rig = pick_views(load_rig("default16", args.size), args.views)
     cuda = loaded.device.type == "cuda"
     sets = rendered_sets(rig, RENDERED_SETS)
-    worker = InferenceWorker(loaded, rig, mode="offline")
+    worker = InferenceWorker(loaded, rig, mode="offline", precision=args.precision)
     for k in range(args.warmup):
         worker.reconstruct(sets[k % len(sets)])
     if cuda:
@@ -129,6 +129,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "device": str(loaded.device),
         "preset": args.preset if args.model is None else "model",
         "model": loaded.label,
+        "precision": worker.precision,
         "views": len(rig),
         "image_size": f"{w}x{h}",
         "threads": torch.get_num_threads(),
@@ -186,7 +187,8 @@ def live_latency(loaded: Any, size: str | None, seconds: float) -> dict[str, Any
 def print_report(report: dict[str, Any]) -> None:
     """The human-readable table."""
     print(
-        f"{report['model']} on {report['device']} ({report['threads']} threads), "
+        f"{report['model']} on {report['device']} ({report['precision']}, "
+        f"{report['threads']} threads), "
         f"{report['views']} views at {report['image_size']}"
     )
     print(f"{'stage':>12} {'median ms':>10} {'p95 ms':>10}")

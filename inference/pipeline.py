@@ -170,7 +170,8 @@ class InferenceWorker:
         self._rig_tensors = RigTensors.build(rig, loaded.model.config, self.device)
         self._stack = FrameStacker(self._rig_tensors, self.device)
         self._filter = OneEuroFilter(temporal_filter) if temporal_filter else None
-        self._amp = self._setup_device(precision)
+        self.precision = self._setup_device(precision)
+        """What the networks run in: ``"fp32"``, ``"bf16"`` or ``"fp16"``."""
         self._cond = threading.Condition()
         self._model_lock = threading.Lock()
         self._state = WorkerState.IDLE
@@ -184,17 +185,18 @@ class InferenceWorker:
         self._thread: threading.Thread | None = None
         self._feeders: list[tuple[threading.Thread, CaptureSession, SetQueue]] = []
 
-    def _setup_device(self, precision: str) -> torch.dtype | None:
+    def _setup_device(self, precision: str) -> str:
         if precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ConfigError(f"unknown precision {precision!r}", field="precision")
-        if self.device.type != "cuda" or precision == "fp32":
-            return None
+        if self.device.type != "cuda":
+            return "fp32"
         torch.backends.cudnn.benchmark = True
+        if precision == "fp32":
+            return precision
         if precision == "auto":
             precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        dtype = autocast_dtype(precision)
-        enable_mixed_precision(self.loaded.model, dtype)
-        return dtype
+        enable_mixed_precision(self.loaded.model, autocast_dtype(precision))
+        return precision
 
     # ----------------------------------------------------------------- status
 

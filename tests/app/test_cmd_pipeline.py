@@ -103,9 +103,10 @@ def test_reconstruct_famos_layout_writes_official_paths_in_metres(tmp_path, famo
 
 def test_bench_json_schema(capsys):
     argv = ["bench", "--views", "4", "--size", "160x120", "--iterations", "1", "--warmup", "0"]
-    assert main([*argv, "--json"]) == 0
+    assert main([*argv, "--precision", "bf16", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert {"device", "preset", "views", "stages_ms", "fps", "peak_mem_mb"} <= set(report)
+    assert report["precision"] == "fp32"  # the CPU path always runs float32
     assert set(report["stages_ms"]) == {"preprocess", "coarse", "refine", "total"}
     assert all(set(v) == {"median", "p95"} for v in report["stages_ms"].values())
     assert report["views"] == 4 and report["fps"] > 0 and report["peak_mem_mb"] > 0
