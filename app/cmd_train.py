@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train the coarse or refinement stage (CPU or CUDA; DDP under torchrun)",
         description="Writes RUN_DIR/config.json, RUN_DIR/checkpoints/step_XXXXXXXX.pt and "
         "TensorBoard logs in RUN_DIR/logs. Launch with `python -m torch.distributed.run "
-        "--nproc_per_node N -m app.cli train ...` for several processes.",
+        "--nproc_per_node N -m app.cli train ...` for several processes (nccl on CUDA, gloo on "
+        "the CPU; TEMPEH_DIST_BACKEND=gloo overrides, e.g. for several processes on one GPU).",
     )
     p.add_argument("--stage", choices=("coarse", "refine"), required=True)
     p.add_argument("--preset", choices=("lite", "tempeh"), default="lite")

@@ -337,7 +337,10 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
         torch.distributed.init_process_group("gloo")
         if device == "cuda":
-            device = f"cuda:{dist.local_rank}"
+            import torch
+
+            # more processes than GPUs share them round-robin
+            device = f"cuda:{dist.local_rank % max(torch.cuda.device_count(), 1)}"
     try:
         loaded = load_pipeline_model(args.model, device, args.flame)
         if not loaded.trained and dist.rank == 0:

@@ -103,14 +103,41 @@ def _init_distributed(cfg: TrainConfig) -> _Dist:
     if cfg.device == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("CUDA was asked for but is not available", field="device")
-        device = torch.device("cuda", local)
+        # more processes than GPUs share them round-robin (gloo only: NCCL refuses that)
+        device = torch.device("cuda", local % torch.cuda.device_count())
         torch.cuda.set_device(device)
     else:
         device = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        per_machine = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+        gpus = torch.cuda.device_count() if device.type == "cuda" else 1
+        dist.init_process_group(_backend(device, per_machine, gpus))
     rank = dist.get_rank() if world > 1 else 0
     return _Dist(rank, world, device)
+
+
+DIST_BACKEND_VARIABLE = "TEMPEH_DIST_BACKEND"
+"""Environment variable that overrides the process-group backend (``nccl`` or ``gloo``)."""
+
+
+def _backend(device: torch.device, local_processes: int = 1, gpus: int = 1) -> str:
+    """nccl on CUDA and gloo on the CPU, unless :data:`DIST_BACKEND_VARIABLE` names one (gloo
+    also carries CUDA tensors: for machines whose NCCL does not work, or for more processes
+    than GPUs, which NCCL refuses)."""
+    chosen = os.environ.get(DIST_BACKEND_VARIABLE, "").strip().lower()
+    if chosen not in ("", "nccl", "gloo") or (chosen == "nccl" and device.type != "cuda"):
+        raise ConfigError(
+            f"{DIST_BACKEND_VARIABLE}={chosen!r}: must be 'gloo', or 'nccl' with --device cuda",
+            field=DIST_BACKEND_VARIABLE,
+        )
+    backend = chosen or ("nccl" if device.type == "cuda" else "gloo")
+    if backend == "nccl" and local_processes > gpus:
+        raise ConfigError(
+            f"{local_processes} processes on {gpus} GPU(s) of this machine: NCCL needs a GPU "
+            f"per process; start at most {gpus} per machine, or set {DIST_BACKEND_VARIABLE}=gloo",
+            field="--nproc_per_node",
+        )
+    return backend
 
 
 def _trained_model(cfg: TrainConfig) -> ModelConfig:

@@ -90,6 +90,24 @@ def test_coarse_training_reduces_loss_and_validation_error(coarse_run):
     assert any((run / "logs").iterdir())
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_cuda_bfloat16_training_reduces_loss_and_resumes(data, tmp_path):
+    # the coarse_run recipe above, on the GPU under bfloat16 autocast
+    model = dataclasses.replace(
+        TINY, coarse=dataclasses.replace(TINY.coarse, heatmap_prior_sigma=0.0)
+    )
+    cfg = tiny_config(data, steps=30, lr=3e-3, model=model, device="cuda", amp=True)
+    result = train(cfg, tmp_path, stop_after=20, progress=False)
+    assert next(result.module.parameters()).is_cuda
+    result = train(cfg, tmp_path, resume=True, progress=False)
+    assert result.step == 30 and latest_checkpoint(tmp_path).name == "step_00000030.pt"
+    losses = result.losses  # the resumed part: steps 21..30
+    first = train(dataclasses.replace(cfg, steps=5), tmp_path / "short", progress=False).losses
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-5:]) / 5 < 0.7 * sum(first) / 5, (first, losses)
+
+
 def test_resume_is_bit_exact(data, tmp_path):
     cfg = tiny_config(data, steps=6)
     straight = train(cfg, tmp_path / "straight", progress=False)
@@ -235,6 +253,27 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(data, tmp_path, torchr
     for key, value in a.items():
         assert torch.equal(value, b[key]), key
     assert latest_checkpoint(run).name == "step_00000003.pt"
+
+
+def test_process_group_backend_follows_the_device_unless_overridden(monkeypatch):
+    from inference.training.trainer import DIST_BACKEND_VARIABLE, _backend
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda", 0)
+    monkeypatch.delenv(DIST_BACKEND_VARIABLE, raising=False)
+    assert (_backend(cpu), _backend(cuda)) == ("gloo", "nccl")
+    monkeypatch.setenv(DIST_BACKEND_VARIABLE, " GLOO ")
+    assert (_backend(cpu), _backend(cuda)) == ("gloo", "gloo")
+    assert _backend(cuda, local_processes=2, gpus=1) == "gloo"  # gloo shares a GPU
+    for bad, device in (("nccl", cpu), ("mpi", cuda)):
+        monkeypatch.setenv(DIST_BACKEND_VARIABLE, bad)
+        with pytest.raises(ConfigError, match=DIST_BACKEND_VARIABLE):
+            _backend(device)
+    # NCCL refuses two ranks on one GPU ("Duplicate GPU detected", seen on an H200): said
+    # before the process group starts, with the way out
+    monkeypatch.delenv(DIST_BACKEND_VARIABLE)
+    assert _backend(cuda, local_processes=2, gpus=2) == "nccl"
+    with pytest.raises(ConfigError, match=r"2 processes on 1 GPU.*TEMPEH_DIST_BACKEND=gloo"):
+        _backend(cuda, local_processes=2, gpus=1)
 
 
 def test_refine_stage_trains_from_a_coarse_run(data, coarse_run, tmp_path):
