@@ -28,6 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--steps", type=int, default=1000, help="total optimizer steps")
     p.add_argument("--coarse-run", type=Path, help="refine: coarse run feeding the refinement")
+    p.add_argument(
+        "--template",
+        help="head topology: 'procedural' or the path of a FLAME pickle (generic_model.pkl); it "
+        "must match the data's registrations. Default: the preset's (procedural for lite; the "
+        "tempeh preset is built on FLAME, which is not shipped); a resumed run or a coarse run "
+        "feeding a refinement gives its own",
+    )
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast (CUDA only)")
     p.add_argument("--batch-size", type=int, default=2, help="frames per step and process")
@@ -113,6 +120,7 @@ def _train(args: argparse.Namespace) -> int:
         coarse_offset_mm=args.coarse_offset_mm or 0.0,
         **({} if args.grid_rotation_deg is None else {"grid_rotation_deg": args.grid_rotation_deg}),
     )
+    template = args.template
     if args.resume and (args.out / CONFIG_NAME).is_file():
         # this command has no schedule option: a resumed run keeps its own (its last phase
         # covers any added steps); the default one is for the --steps of a new run
@@ -121,6 +129,11 @@ def _train(args: argparse.Namespace) -> int:
         for key in ("grid_shift_mm", "grid_rotation_deg", "coarse_offset_mm"):
             if getattr(args, key) is None:
                 cfg = dataclasses.replace(cfg, **{key: getattr(saved, key)})
+        template = template or saved.model.template
+    elif args.coarse_run is not None and (args.coarse_run / CONFIG_NAME).is_file():
+        template = template or TrainConfig.load(args.coarse_run).model.template
+    if template is not None:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, template=template))
     result = train(cfg, args.out, resume=args.resume, progress=not args.no_progress)
     if result.checkpoint is not None:
         print(f"step {result.step}: {result.checkpoint} ({result.steps_per_second:.2f} steps/s)")

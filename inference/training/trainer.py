@@ -28,6 +28,7 @@ from capture.atomic import write_atomically
 from capture.errors import ConfigError
 from inference.dataset import DatasetConfig, MultiViewDataset, collate_frames
 from inference.geometry import project_points
+from inference.head_data import HeadTemplate
 from inference.head_model import load_head_model_data
 from inference.losses import point_to_surface_loss
 from inference.network.config import CoarseConfig, ModelConfig, RefineConfig
@@ -215,6 +216,37 @@ def _resolve_config(cfg: TrainConfig, run_dir: Path, resume: bool) -> TrainConfi
     )
 
 
+def _template(cfg: TrainConfig) -> HeadTemplate:
+    """The head template the config names; FLAME by name only (the ``tempeh`` preset's
+    default) is refused with the way out, since FLAME is not shipped."""
+    spec = cfg.model.template
+    if spec == "flame":
+        raise ConfigError(
+            f"the {cfg.preset} preset is built on FLAME, which is not shipped: pass the path of "
+            "your FLAME pickle (tempeh train --template generic_model.pkl), or 'procedural' to "
+            "train these network sizes on the procedural head",
+            field="template",
+        )
+    return load_head_model_data(spec).template
+
+
+def _check_topology(dataset: MultiViewDataset, template: HeadTemplate) -> None:
+    """Refuse data whose registrations are not in the template's topology."""
+    if len(dataset) == 0 or dataset.config.registration_dir is None:
+        return
+    sample = dataset[0]
+    if sample.registration is None or len(sample.registration) == template.num_vertices:
+        return
+    subject, sequence, frame = dataset.frames[0]
+    raise ConfigError(
+        f"the registrations have {len(sample.registration)} vertices, the "
+        f"{template.name!r} template {template.num_vertices}: train with the template the "
+        "data was made with (--template)",
+        path=dataset.config.registration_dir / subject / sequence / f"{sequence}.{frame}.ply",
+        field="template",
+    )
+
+
 def _datasets(cfg: TrainConfig, stage: Stage) -> tuple[MultiViewDataset, MultiViewDataset]:
     root = Path(cfg.data)
     if not root.is_dir():
@@ -387,10 +419,11 @@ def train(
     run_dir = Path(run_dir)
     ddp = _init_distributed(cfg)
     cfg = _resolve_config(cfg, run_dir, resume)
-    template = load_head_model_data(cfg.model.template).template
+    template = _template(cfg)
     stage = make_stage(cfg, template)
     faces = torch.as_tensor(template.faces, dtype=torch.long, device=ddp.device)
     train_set, val_set = _datasets(cfg, stage)
+    _check_topology(train_set, template)
 
     torch.manual_seed(cfg.seed)
     module = stage.build(cfg.model, template).to(ddp.device)

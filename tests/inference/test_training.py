@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -364,6 +365,28 @@ def test_missing_data_dir_is_named(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(ConfigError, match="nowhere"):
         train(tiny_config(missing), tmp_path / "run", progress=False)
+
+
+def test_train_command_takes_the_template_and_checks_it_against_the_data(
+    data, tmp_path, capsys, flame_standin
+):
+    argv = ["train", "--stage", "coarse", "--data", str(data), "--val-every", "0",
+            "--no-progress", "--steps", "1"]  # fmt: skip
+    # the tempeh preset is built on FLAME, which is not shipped: the error says what to pass
+    assert main([*argv, "--preset", "tempeh", "--out", str(tmp_path / "a")]) == 2
+    assert "--template generic_model.pkl" in capsys.readouterr().err
+    # a template of another topology than the data's registrations is named, with the file
+    assert main([*argv, "--template", str(flame_standin), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert re.search(r"anger\.000000\.ply.*registrations have \d+ vertices, the 'flame' "
+                     r"template 5023", err), err  # fmt: skip
+    # the official sizes train on the procedural head, and a resumed run keeps its template
+    run = tmp_path / "c"
+    assert main([*argv, "--preset", "tempeh", "--template", "procedural", "--out", str(run)]) == 0
+    assert TrainConfig.load(run).model.template == "procedural"
+    more = [*argv[:-1], "2", "--preset", "tempeh", "--resume", "--out", str(run)]
+    assert main(more) == 0
+    assert latest_checkpoint(run).name == "step_00000002.pt"
 
 
 def test_resume_with_another_preset_is_refused(data, coarse_run):
