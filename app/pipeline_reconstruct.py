@@ -337,8 +337,6 @@ def run_reconstruct(args: argparse.Namespace) -> int:
 
         torch.distributed.init_process_group("gloo")
         if device == "cuda":
-            import torch
-
             # more processes than GPUs share them round-robin
             device = f"cuda:{dist.local_rank % max(torch.cuda.device_count(), 1)}"
     try:
