@@ -72,6 +72,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="CUDA: autocast dtype of the 2D and 3D networks (auto: what the worker uses, "
         "bf16 where supported); the CPU always runs fp32",
     )
+    b.add_argument(
+        "--frames",
+        type=Path,
+        default=None,
+        help="read the input frames from DIR/set_K/CAMERA.png, rendering and writing them there "
+        "first where they are missing (bench a machine without OpenGL on frames rendered "
+        "elsewhere)",
+    )
     b.add_argument("--json", action="store_true", help="print exactly one JSON object")
     b.set_defaults(handler=_bench)
 

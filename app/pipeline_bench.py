@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from capture.camera import Rig
@@ -38,26 +39,63 @@ def pick_views(rig: Rig, views: int) -> Rig:
     return Rig(tuple(rig.cameras[i] for i in idx), rig.name, dict(rig.metadata))
 
 
-def rendered_sets(rig: Rig, count: int) -> list[Any]:
-    """``count`` FrameSets of the synthetic performer filmed by ``rig``."""
+def rendered_sets(rig: Rig, count: int, frames_dir: Path | None = None) -> list[Any]:
+    """``count`` FrameSets of the synthetic performer filmed by ``rig``.
+
+    With ``frames_dir`` the images are read from ``frames_dir/set_<k>/<camera>.png`` where
+    they are all there, and otherwise rendered and written there first: a machine without
+    OpenGL (a headless GPU server, say) is benched on frames rendered elsewhere.
+    """
     from capture.frames import Frame, FrameSet
+
+    paths = [
+        [None if frames_dir is None else frames_dir / f"set_{k}" / f"{cam.name}.png" for cam in rig]
+        for k in range(count)
+    ]
+    if frames_dir is not None and all(p.is_file() for row in paths for p in row):
+        images = [[_read_png(p, cam) for p, cam in zip(row, rig, strict=True)] for row in paths]
+    else:
+        images = _render(rig, count)
+        if frames_dir is not None:
+            for row, imgs in zip(paths, images, strict=True):
+                row[0].parent.mkdir(parents=True, exist_ok=True)
+                for path, img in zip(row, imgs, strict=True):
+                    if not cv2.imwrite(str(path), img):
+                        raise ConfigError("could not write a frame", path=path, field="--frames")
+    sets = []
+    for k, imgs in enumerate(images):
+        now = time.monotonic_ns()
+        frames = tuple(
+            Frame(np.ascontiguousarray(img), i, cam.name, k, now)
+            for i, (img, cam) in enumerate(zip(imgs, rig.cameras, strict=True))
+        )
+        sets.append(FrameSet(k, frames, rig))
+    return sets
+
+
+def _render(rig: Rig, count: int) -> list[list[np.ndarray]]:
     from inference.procedural_head import load_procedural_head
     from inference.synth import PerformerFrames
 
     provider = PerformerFrames(rig, load_procedural_head(), seed=0, fps=20.0)
     try:
-        sets = []
-        for k in range(count):
-            images = provider(k * 5)
-            now = time.monotonic_ns()
-            frames = tuple(
-                Frame(np.ascontiguousarray(img), i, cam.name, k, now)
-                for i, (img, cam) in enumerate(zip(images, rig.cameras, strict=True))
-            )
-            sets.append(FrameSet(k, frames, rig))
-        return sets
+        return [list(provider(k * 5)) for k in range(count)]
     finally:
         provider.close()
+
+
+def _read_png(path: Path, cam: Any) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ConfigError("not a readable image", path=path, field="--frames")
+    if img.shape[:2] != (cam.height, cam.width):
+        raise ConfigError(
+            f"is {img.shape[1]}x{img.shape[0]}, camera {cam.name!r} takes "
+            f"{cam.width}x{cam.height} (render the frames with the same --size)",
+            path=path,
+            field="--frames",
+        )
+    return img
 
 
 def stats(values: list[float]) -> dict[str, float]:
@@ -107,7 +145,7 @@ def run_bench(args: argparse.Namespace) -> int:
     loaded = _loaded(args)
     rig = pick_views(load_rig("default16", args.size), args.views)
     cuda = loaded.device.type == "cuda"
-    sets = rendered_sets(rig, RENDERED_SETS)
+    sets = rendered_sets(rig, RENDERED_SETS, args.frames)
     worker = InferenceWorker(loaded, rig, mode="offline", precision=args.precision)
     for k in range(args.warmup):
         worker.reconstruct(sets[k % len(sets)])

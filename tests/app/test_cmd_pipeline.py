@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -110,6 +111,26 @@ def test_bench_json_schema(capsys):
     assert set(report["stages_ms"]) == {"preprocess", "coarse", "refine", "total"}
     assert all(set(v) == {"median", "p95"} for v in report["stages_ms"].values())
     assert report["views"] == 4 and report["fps"] > 0 and report["peak_mem_mb"] > 0
+
+
+def test_bench_frames_rendered_once_are_read_back(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    argv = ["bench", "--views", "4", "--size", "160x120", "--iterations", "1", "--warmup", "0",
+            "--json", "--frames", str(frames)]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    pngs = sorted(frames.rglob("*.png"))
+    assert [p.parent.name for p in pngs] == ["set_0"] * 4 + ["set_1"] * 4
+    assert cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED).shape[:2] == (120, 160)
+    stamps = [p.stat().st_mtime_ns for p in pngs]
+    assert main(argv) == 0  # read, not rendered again
+    assert json.loads(capsys.readouterr().out)["views"] == 4
+    assert [p.stat().st_mtime_ns for p in pngs] == stamps
+    assert main([*argv[:4], "320x240", *argv[5:]]) == 2  # frames of another size
+    assert "160x120" in capsys.readouterr().err
+    pngs[-1].write_bytes(b"not a png")
+    assert main(argv) == 2
+    assert pngs[-1].name in capsys.readouterr().err
 
 
 def test_live_headless_writes_take_meshes_and_preview(tmp_path, capsys):
