@@ -76,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--frames",
         type=Path,
         default=None,
+        metavar="DIR",
         help="read the input frames from DIR/set_K/CAMERA.png, rendering and writing them there "
         "first where they are missing (bench a machine without OpenGL on frames rendered "
         "elsewhere)",
