@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from capture.camera import Rig
+from capture.camera import Camera, Rig
 from capture.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -48,20 +48,7 @@ def rendered_sets(rig: Rig, count: int, frames_dir: Path | None = None) -> list[
     """
     from capture.frames import Frame, FrameSet
 
-    paths = [
-        [None if frames_dir is None else frames_dir / f"set_{k}" / f"{cam.name}.png" for cam in rig]
-        for k in range(count)
-    ]
-    if frames_dir is not None and all(p.is_file() for row in paths for p in row):
-        images = [[_read_png(p, cam) for p, cam in zip(row, rig, strict=True)] for row in paths]
-    else:
-        images = _render(rig, count)
-        if frames_dir is not None:
-            for row, imgs in zip(paths, images, strict=True):
-                row[0].parent.mkdir(parents=True, exist_ok=True)
-                for path, img in zip(row, imgs, strict=True):
-                    if not cv2.imwrite(str(path), img):
-                        raise ConfigError("could not write a frame", path=path, field="--frames")
+    images = _render(rig, count) if frames_dir is None else _stored(rig, count, frames_dir)
     sets = []
     for k, imgs in enumerate(images):
         now = time.monotonic_ns()
@@ -84,7 +71,21 @@ def _render(rig: Rig, count: int) -> list[list[np.ndarray]]:
         provider.close()
 
 
-def _read_png(path: Path, cam: Any) -> np.ndarray:
+def _stored(rig: Rig, count: int, frames_dir: Path) -> list[list[np.ndarray]]:
+    """The sets read from ``frames_dir``, rendered and written there first unless all are."""
+    paths = [[frames_dir / f"set_{k}" / f"{cam.name}.png" for cam in rig] for k in range(count)]
+    if all(p.is_file() for row in paths for p in row):
+        return [[_read_png(p, cam) for p, cam in zip(row, rig, strict=True)] for row in paths]
+    images = _render(rig, count)
+    for row, imgs in zip(paths, images, strict=True):
+        row[0].parent.mkdir(parents=True, exist_ok=True)
+        for path, img in zip(row, imgs, strict=True):
+            if not cv2.imwrite(str(path), img):
+                raise ConfigError("could not write a frame", path=path, field="--frames")
+    return images
+
+
+def _read_png(path: Path, cam: Camera) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ConfigError("not a readable image", path=path, field="--frames")

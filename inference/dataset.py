@@ -309,6 +309,29 @@ class MultiViewDataset(Dataset):
             ) from exc
         return torch.from_numpy(array).permute(2, 0, 1).contiguous()
 
+    def registration_path(self, key: FrameKey) -> Path | None:
+        """Where the registration of frame ``key`` lies; None when the config reads none."""
+        if self.config.registration_dir is None:
+            return None
+        subject, sequence, frame = key
+        return self.config.registration_dir / subject / sequence / f"{sequence}.{frame}.ply"
+
+    def read_registration(self, key: FrameKey) -> tuple[Tensor, Tensor] | tuple[None, None]:
+        """``(vertices (N, 3) float32 mm, faces (F, 3) int64)`` of frame ``key``, or
+        ``(None, None)`` when the config reads no registrations; DatasetError naming the file
+        if it cannot be read."""
+        path = self.registration_path(key)
+        if path is None:
+            return None, None
+        try:
+            v, f = read_mesh(path, units="m")
+        except MeshIOError as exc:
+            subject, sequence, frame = key
+            raise DatasetError(
+                f"registration: {exc}", subject=subject, sequence=sequence, frame=frame, path=path
+            ) from exc
+        return torch.as_tensor(v, dtype=torch.float32), torch.as_tensor(f, dtype=torch.int64)
+
     def __getitem__(self, index: int) -> FrameSample:
         cfg = self.config
         subject, sequence, frame = key = self.frames[index]
@@ -359,21 +382,7 @@ class MultiViewDataset(Dataset):
         if cfg.normalize:
             imgs = _normalize(imgs)
         Rt = np.stack([np.concatenate([c.R, c.t[:, None]], axis=1) for c in stage])
-        registration = faces = None
-        if cfg.registration_dir is not None:
-            path = cfg.registration_dir / subject / sequence / f"{sequence}.{frame}.ply"
-            try:
-                v, f = read_mesh(path, units="m")
-            except MeshIOError as exc:
-                raise DatasetError(
-                    f"registration: {exc}",
-                    subject=subject,
-                    sequence=sequence,
-                    frame=frame,
-                    path=path,
-                ) from exc
-            registration = torch.as_tensor(v, dtype=torch.float32)
-            faces = torch.as_tensor(f, dtype=torch.int64)
+        registration, faces = self.read_registration(key)
         return FrameSample(
             images=imgs,
             K=K,

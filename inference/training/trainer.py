@@ -232,17 +232,16 @@ def _template(cfg: TrainConfig) -> HeadTemplate:
 
 def _check_topology(dataset: MultiViewDataset, template: HeadTemplate) -> None:
     """Refuse data whose registrations are not in the template's topology."""
-    if len(dataset) == 0 or dataset.config.registration_dir is None:
+    if len(dataset) == 0:
         return
-    sample = dataset[0]
-    if sample.registration is None or len(sample.registration) == template.num_vertices:
+    key = dataset.frames[0]
+    vertices, _ = dataset.read_registration(key)
+    if vertices is None or len(vertices) == template.num_vertices:
         return
-    subject, sequence, frame = dataset.frames[0]
     raise ConfigError(
-        f"the registrations have {len(sample.registration)} vertices, the "
-        f"{template.name!r} template {template.num_vertices}: train with the template the "
-        "data was made with (--template)",
-        path=dataset.config.registration_dir / subject / sequence / f"{sequence}.{frame}.ply",
+        f"the registrations have {len(vertices)} vertices, the {template.name!r} template "
+        f"{template.num_vertices}: train with the template the data was made with (--template)",
+        path=dataset.registration_path(key),
         field="template",
     )
 
