@@ -189,6 +189,13 @@ def is_famos_root(path: str | PathLike[str]) -> bool:
     return bool(famos_sequences(path))
 
 
+def _downscale_factor(sizes: set[tuple[int, int]], image: tuple[int, int]) -> int | None:
+    """The integer k with every calibration size (W, H) equal to k × ``image``, else None."""
+    w, h = image
+    factors = {a // w if a % w == b % h == 0 and a // w == b // h else None for a, b in sizes}
+    return factors.pop() if len(factors) == 1 else None
+
+
 class FamosReplaySource(IndexedReplay):
     """Plays one sequence of a TEMPEH/FaMoS dataset.
 
@@ -259,12 +266,17 @@ class FamosReplaySource(IndexedReplay):
                 )
                 self._rig = self.full_rig.resized(w, h)
             else:
-                log.warning(
-                    "%s: images are %dx%d but the rig says %s (rig kept at full size)",
+                # TEMPEH's released images are the calibration size over an integer factor:
+                # expected (the model scales the intrinsics itself), so not a warning
+                factor = _downscale_factor(sizes, (w, h))
+                log.log(
+                    logging.INFO if factor else logging.WARNING,
+                    "%s: images are %dx%d but the rig says %s (rig kept at full size%s)",
                     self.folder,
                     w,
                     h,
                     ", ".join(f"{a}x{b}" for a, b in sorted(sizes)),
+                    f"; a 1/{factor} downscale" if factor else "",
                 )
                 self._rig = self.full_rig
         else:

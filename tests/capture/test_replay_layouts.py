@@ -135,6 +135,32 @@ def test_famos_explicit_rig_and_unknown_sequence(famos) -> None:
         FamosReplaySource(famos / "images")
 
 
+def test_famos_full_size_rig_warns_only_when_the_images_are_not_a_clean_downscale(
+    famos, caplog
+) -> None:
+    """Reconstruction keeps the calibration size (resize_rig=False). TEMPEH's layout, images at
+    an integer fraction of it, is expected and logged at INFO; any other size is a warning."""
+    import logging
+
+    logger = "capture.sources.famos_source"
+    with caplog.at_level(logging.INFO, logger=logger):
+        src = FamosReplaySource(famos, fps=0, resize_rig=False)
+    w, h = src.image_size
+    assert all(c.image_size == (4 * w, 4 * h) for c in src.rig.cameras)
+    records = [r for r in caplog.records if r.name == logger]
+    assert [r.levelno for r in records] == [logging.INFO]
+    assert "a 1/4 downscale" in records[0].getMessage()
+
+    caplog.clear()
+    odd = src.full_rig.resized(4 * w + 10, 4 * h)
+    with caplog.at_level(logging.INFO, logger=logger):
+        src = FamosReplaySource(famos, rig=odd, fps=0, resize_rig=False)
+    records = [r for r in caplog.records if r.name == logger]
+    assert [r.levelno for r in records] == [logging.WARNING]
+    assert f"{4 * w + 10}x{4 * h}" in records[0].getMessage()
+    assert "SYNTH_000" in records[0].getMessage()  # names the folder
+
+
 # --------------------------------------------------------------------------- video folder
 
 LEVEL = 20  # gray step per frame; camera c adds 6 * c
