@@ -336,11 +336,8 @@ def run_recipe(
     log.info("data_more: %d files linked from data/", linked)
 
     more_cfg = more_identities_config(root / "data_more", coarse_cfg)
-    runs = (
-        ("coarse", root / "coarse", coarse_cfg),
-        ("refine", root / "refine", refine_config(root / "data", root / "coarse")),
-        ("coarse_more", root / "coarse_more", more_cfg),
-    )
+    configs = (coarse_cfg, refine_config(root / "data", root / "coarse"), more_cfg)
+    runs = tuple((name, root / name, cfg) for name, cfg in zip(RUNS, configs, strict=True))
     steps = {}
     for name, run, cfg in runs:
         steps[name] = done_steps(run)
