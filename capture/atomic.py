@@ -1,8 +1,9 @@
 """Files that are either complete or absent: write beside, then move into place.
 
 Every writer whose output a reader or a resumed run may look at (takes' session file, synthetic
-frames, mesh exports, training checkpoints) goes through :func:`write_atomically`, so a crash
-or a kill never leaves a half-written file under the real name.
+frames with their calibrations, rig files and lists, mesh exports, training checkpoints) goes
+through :func:`write_atomically`, so a crash or a kill never leaves a half-written file under
+the real name, and a reader never sees one while a resumed run rewrites it.
 """
 
 from __future__ import annotations

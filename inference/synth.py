@@ -349,7 +349,7 @@ def write_synthetic_dataset(
     splits = split_subjects(subjects, config)
     cfg = json.loads(json.dumps(dataclasses.asdict(config)))
     _check_resume(out / "synth.json", cfg)
-    (out / "synth.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+    _write_text(out / "synth.json", json.dumps(cfg, indent=2) + "\n")
     written = skipped = 0
     bar = tqdm(
         total=len(subjects) * len(sequences) * len(frames), disable=not progress, unit="frame"
@@ -412,9 +412,8 @@ def write_synthetic_dataset(
         name: [[s, q, f] for s in subs for q in sequences for f in frames]
         for name, subs in splits.items()
     }
-    (out / "lists").mkdir(exist_ok=True)
     for name, items in lists.items():
-        (out / "lists" / f"{name}.json").write_text(json.dumps(items) + "\n", encoding="utf-8")
+        _write_text(out / "lists" / f"{name}.json", json.dumps(items) + "\n")
     if preview and first_rig is not None:
         write_preview(out, subjects[0], sequences[0], frames[0], out / "preview.png")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -467,6 +466,13 @@ def _check_resume(path: Path, cfg: dict) -> None:
                 path=path,
                 field=key,
             )
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Replace ``path`` in one step: a reader of the folder (a training run, an evaluation)
+    never sees it half-written while a resumed run rewrites it, and a hard-linked copy of the
+    folder keeps its own file."""
+    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _save_npy(path: Path, points: np.ndarray) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -182,6 +183,37 @@ def test_resume_skips_existing_frames(
     other = SynthConfig(rig="test4", subjects=3, sequences=1, frames=2, seed=6, downscale=1)
     with pytest.raises(ConfigError, match="seed"):
         write_synthetic_dataset(load_shipped_rig("test4"), head, out, other, progress=False)
+
+
+def test_resume_into_a_linked_copy_leaves_the_source_untouched(
+    dataset_dir: Path, head: HeadModelData, tmp_path: Path
+) -> None:
+    """Every file a resumed run rewrites (config, lists, calibrations, rig) is replaced, not
+    written through: a hard-linked copy grown by a subject leaves the source as it was."""
+    out = tmp_path / "linked"
+    shutil.copytree(dataset_dir, out, copy_function=os.link)
+    before = {p: p.read_bytes() for p in dataset_dir.rglob("*") if p.is_file()}
+    config = SynthConfig(rig="test4", subjects=4, sequences=1, frames=2, seed=5, downscale=1)
+    s = write_synthetic_dataset(load_shipped_rig("test4"), head, out, config, progress=False)
+    assert (s.frames_written, s.frames_skipped) == (2, 6)
+    assert {p: p.read_bytes() for p in dataset_dir.rglob("*") if p.is_file()} == before
+    grown = json.loads((out / "synth.json").read_text())
+    assert (
+        grown["subjects"] == 4
+        and json.loads((dataset_dir / "synth.json").read_text())["subjects"] == 3
+    )
+    rewritten = [
+        "synth.json",
+        "rig.json",
+        *(f"lists/{k}.json" for k in ("train", "val", "test")),
+        *(f"calibrations/SYNTH_000/anger/{c}.tka" for c in load_shipped_rig("test4").names),
+    ]
+    for name in rewritten:
+        assert not (out / name).samefile(dataset_dir / name), name
+    frame = "images/SYNTH_000/anger/000000"
+    assert any((out / frame).iterdir())
+    for image in (out / frame).iterdir():
+        assert image.samefile(dataset_dir / frame / image.name)  # skipped frames stay linked
 
 
 # --------------------------------------------------------------------------- reader
