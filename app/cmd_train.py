@@ -82,8 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train-default",
         help="regenerate the synthetic data and retrain the embedded default model (resumable)",
         description="Runs the recipe of inference/training/default_recipe.py into OUT: "
-        "synthetic training and held-out test sets, the coarse run, the refinement run, the "
-        "coarse run continued on more identities, and OUT/default.pt. Interrupt it at any "
+        "synthetic training and held-out test sets, the coarse run, the refinement run and "
+        "OUT/default.pt. Interrupt it at any "
         "time and run it again to continue.",
     )
     d.add_argument("--out", type=Path, required=True, help="recipe folder")
@@ -142,20 +142,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_default(args: argparse.Namespace) -> int:
-    from inference.training.default_recipe import (
-        COARSE_STEPS,
-        MORE_STEPS,
-        REFINE_STEPS,
-        run_recipe,
-    )
+    from inference.training.default_recipe import COARSE_STEPS, REFINE_STEPS, run_recipe
 
     result = run_recipe(args.out, args.stop_after_minutes, not args.no_progress, args.coarse_steps)
     times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in result.seconds.items())
     coarse_steps = args.coarse_steps or COARSE_STEPS
     print(
         f"coarse {result.coarse_step}/{coarse_steps} steps, "
-        f"refine {result.refine_step}/{REFINE_STEPS} steps, "
-        f"coarse on more identities {result.more_step}/{coarse_steps + MORE_STEPS} steps ({times})"
+        f"refine {result.refine_step}/{REFINE_STEPS} steps ({times})"
     )
     if result.model is None:
         longer = f" --coarse-steps {args.coarse_steps}" if args.coarse_steps else ""

@@ -3,42 +3,43 @@
 One function, :func:`run_recipe`, regenerates the synthetic data and retrains from scratch into
 one folder; every step is resumable, so an interrupted run continues where it stopped (frames
 already rendered are skipped, training resumes from the latest checkpoint, a finished step is
-not repeated). On this 2-core CPU it takes about 2 h 40 min (data included): two hours
-without the continuation on more identities, which gains 0.6 mm (:data:`MORE_DATA`).
+not repeated). On this 2-core CPU it takes about 2 h 15 min, data included.
 
 Layout of the recipe folder::
 
-    data/          training set (train / val / test lists; subjects disjoint)
+    data/          training set (train / val lists; subjects disjoint)
     test_data/     held-out test set: a fresh seed, identities and expressions never trained on
     test_yaw45/ test_edge/ test_static/ test_talk/   robustness and temporal sets
-    data_more/     data's identities (the same seed renders the same heads; their frames are
-                   linked from data/, not rendered again) and 112 more
     coarse/        coarse run (config.json, checkpoints/, logs/)
     refine/        refinement run, fed by the coarse run's predictions
-    coarse_more/   the coarse run continued on data_more's 168 training identities
     default.pt     the exported model, and default.json (configs, data, training time) beside
                    it: copy both to resources/models/ to ship them
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from capture.errors import ConfigError
 from inference.losses import V2V_WEIGHTS_PRETRAINING
 from inference.synth import SynthConfig
-from inference.training.checkpoints import done_steps, latest_checkpoint
+from inference.training.checkpoints import done_steps
 from inference.training.config import Phase, TrainConfig
 
-log = logging.getLogger(__name__)
+TRAIN_DATA = SynthConfig(
+    subjects=192, sequences=2, frames=6, seed=1, downscale=8, test_fraction=0.0, val_fraction=0.125
+)
+"""2304 frames of 192 identities (168 to train on, 2016 frames; 24 to validate), images at 1/8
+(200×150). The test sets are separate datasets from other seeds.
 
-TRAIN_DATA = SynthConfig(subjects=80, sequences=2, frames=6, seed=1, downscale=8)
-"""960 frames of 80 identities (56 train / 8 val / 16 test), images at 1/8 (200×150)."""
+The previous model trained its coarse stage on 56 identities (the first 80 of these, split
+56 / 8 / 16), then continued it 3000 steps on these 168 (0.6 mm better than more steps on the
+56). Trained on the 168 from its first step, the coarse stage does as well without the
+continuation's 26 minutes: refined v2v per test frame +0.02 ± 0.11 mm over all 96 test frames
+(each model with its own refinement), −0.22 ± 0.12 mm on the first 48 (the same refinement);
+README, *What further training would give*."""
 
 TEST_DATA = SynthConfig(
     subjects=16, sequences=2, frames=4, seed=2026, downscale=8, test_fraction=0.75
@@ -69,18 +70,8 @@ ROBUSTNESS_DATA = {
 by subject), the head 70/50/50 mm off-centre (training covers ±50 mm per axis), a still head
 over 100 consecutive frames (jitter), and 100 consecutive frames of a talking head."""
 
-MORE_DATA = SynthConfig(
-    subjects=192, sequences=2, frames=6, seed=1, downscale=8, test_fraction=0.0, val_fraction=0.125
-)
-"""TRAIN_DATA's 80 identities and 112 more (2304 frames): 168 to train on, 24 to validate.
-
-Continuing the 10000-step coarse run on them for :data:`MORE_STEPS` (×0.1, then ×0.03) took
-the test set's refined v2v from 5.65 to 5.06 mm (per frame −0.59 ± 0.12 mm, 36 of 48 better);
-the same continuation at ×0.03 and ×0.01 gave −0.10 ± 0.08 mm, the same on the 56 identities
-alone −0.08 ± 0.13 mm, and 4000 more steps on them at ×0.03 and ×0.01 +0.16 ± 0.07 mm."""
-MORE_STEPS = 3000
-RUNS = ("coarse", "refine", "coarse_more")
-"""The recipe's training runs, in order; the model is ``coarse_more`` with ``refine``."""
+RUNS = ("coarse", "refine")
+"""The recipe's training runs, in order; the model is the two together."""
 
 COARSE_STEPS = 10000
 REFINE_STEPS = 3000
@@ -190,59 +181,6 @@ def refine_config(data: Path, coarse_run: Path) -> TrainConfig:
     )
 
 
-def more_identities_config(data: Path, coarse: TrainConfig) -> TrainConfig:
-    """The coarse run ``coarse`` continued on ``data`` (:data:`MORE_DATA`) for
-    :data:`MORE_STEPS`: its last phase's losses, at ×0.1 for two thirds, then ×0.03."""
-    start, last = coarse.steps, coarse.schedule[-1]
-    return replace(
-        coarse,
-        data=str(data),
-        steps=start + MORE_STEPS,
-        schedule=(
-            *coarse.schedule,
-            replace(last, until_step=start + MORE_STEPS * 2 // 3, lr_scale=0.1),
-            replace(last, until_step=start + MORE_STEPS, lr_scale=0.03),
-        ),
-    )
-
-
-def seed_continuation(source: Path, run: Path, cfg: TrainConfig) -> None:
-    """Start ``run`` as ``source`` at its latest checkpoint (weights, optimizer, step), with
-    ``cfg``'s data in its config, so that training ``cfg`` there resumes where ``source``
-    stopped. A run that has begun is left alone."""
-    if latest_checkpoint(run) is not None:
-        return
-    checkpoint = latest_checkpoint(source)
-    if checkpoint is None:
-        raise ConfigError("the run to continue has no checkpoint", path=source)
-    (run / "checkpoints").mkdir(parents=True, exist_ok=True)
-    replace(TrainConfig.load(source), data=cfg.data).save(run)
-    _link_or_copy(checkpoint, run / "checkpoints" / checkpoint.name)
-
-
-def _link_or_copy(source: Path, target: Path) -> None:
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copy2(source, target)
-
-
-def link_frames(source: Path, target: Path) -> int:
-    """Link (or copy) ``source``'s rendered images, scans and registrations into ``target``,
-    so that rendering ``target`` with the same seed skips the frames both hold. Returns the
-    files linked. Files are written atomically (a new file, never rewritten in place), so a
-    link is never changed through the other folder."""
-    count = 0
-    for kind in ("images", "scans", "registrations"):
-        for path in sorted((source / kind).rglob("*")):
-            dest = target / path.relative_to(source)
-            if path.is_file() and not dest.exists():
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(path, dest)
-                count += 1
-    return count
-
-
 @dataclass(frozen=True)
 class RecipeResult:
     """Where the recipe's outputs are and how long each step took (seconds, this invocation)."""
@@ -252,7 +190,6 @@ class RecipeResult:
     seconds: dict[str, float]
     coarse_step: int
     refine_step: int
-    more_step: int = 0
 
 
 def _synth(out: Path, config: SynthConfig, progress: bool) -> None:
@@ -305,14 +242,13 @@ def run_recipe(
 
     root = Path(root)
     coarse_cfg = coarse_config(root / "data", coarse_steps)
-    for later, what in (("refine", "the refinement run was fed by"), ("coarse_more", "continues")):
-        if done_steps(root / later) > 0 and done_steps(root / "coarse") < coarse_cfg.steps:
-            raise ConfigError(
-                f"{what} the coarse run at step {done_steps(root / 'coarse')}, and the coarse "
-                f"run is to go on to {coarse_cfg.steps}: move {later}/ away to retrain it on "
-                "the longer one",
-                path=root / later,
-            )
+    if done_steps(root / "refine") > 0 and done_steps(root / "coarse") < coarse_cfg.steps:
+        raise ConfigError(
+            f"the refinement run was fed by the coarse run at step "
+            f"{done_steps(root / 'coarse')}, and the coarse run is to go on to "
+            f"{coarse_cfg.steps}: move refine/ away to retrain it on the longer one",
+            path=root / "refine",
+        )
     began = time.perf_counter()
     seconds: dict[str, float] = {}
 
@@ -329,14 +265,7 @@ def run_recipe(
     for folder, config in ROBUSTNESS_DATA.items():
         _synth(root / folder, config, progress)
 
-    start = time.perf_counter()
-    linked = link_frames(root / "data", root / "data_more")
-    _synth(root / "data_more", MORE_DATA, progress)
-    seconds["data_more"] = time.perf_counter() - start
-    log.info("data_more: %d files linked from data/", linked)
-
-    more_cfg = more_identities_config(root / "data_more", coarse_cfg)
-    configs = (coarse_cfg, refine_config(root / "data", root / "coarse"), more_cfg)
+    configs = (coarse_cfg, refine_config(root / "data", root / "coarse"))
     runs = tuple((name, root / name, cfg) for name, cfg in zip(RUNS, configs, strict=True))
     steps = {}
     for name, run, cfg in runs:
@@ -346,8 +275,6 @@ def run_recipe(
         remaining = left()
         if remaining is not None and remaining <= 0:
             break
-        if name == "coarse_more":
-            seed_continuation(root / "coarse", run, cfg)
         start = time.perf_counter()
         result = _train_for(cfg, run, remaining, progress)
         seconds[name] = time.perf_counter() - start
@@ -357,16 +284,9 @@ def run_recipe(
     model = None
     done = [steps.get(name, 0) >= cfg.steps for name, _, cfg in runs]
     if all(done):
-        model = export_runs(root / "coarse_more", root / "refine", root / "default.pt")
+        model = export_runs(root / "coarse", root / "refine", root / "default.pt")
         write_sidecar(model, root)
-    return RecipeResult(
-        root,
-        model,
-        seconds,
-        steps.get("coarse", 0),
-        steps.get("refine", 0),
-        steps.get("coarse_more", 0),
-    )
+    return RecipeResult(root, model, seconds, steps.get("coarse", 0), steps.get("refine", 0))
 
 
 def write_sidecar(model: Path, root: Path) -> Path:
@@ -398,7 +318,6 @@ def write_sidecar(model: Path, root: Path) -> Path:
             name: dataclasses.asdict(cfg)
             for name, cfg in {
                 "data": TRAIN_DATA,
-                "data_more": MORE_DATA,
                 "test_data": TEST_DATA,
                 **ROBUSTNESS_DATA,
             }.items()

@@ -20,17 +20,14 @@ from inference.training.config import TrainConfig
 def tiny_recipe(monkeypatch):
     """The recipe with test-rig data and a handful of steps (same code path, smaller sizes)."""
     small = {"rig": "test4", "downscale": 1, "frames": 2}
-    monkeypatch.setattr(default_recipe, "TRAIN_DATA", SynthConfig(subjects=4, seed=1, **small))
+    train = SynthConfig(subjects=5, seed=1, test_fraction=0.0, val_fraction=0.2, **small)
+    monkeypatch.setattr(default_recipe, "TRAIN_DATA", train)
     monkeypatch.setattr(
         default_recipe, "TEST_DATA", SynthConfig(subjects=2, seed=2, test_fraction=1.0, **small)
     )
     monkeypatch.setattr(default_recipe, "ROBUSTNESS_DATA", {})
-    # TRAIN_DATA's 4 identities and one more
-    more = SynthConfig(subjects=5, seed=1, test_fraction=0.0, val_fraction=0.2, **small)
-    monkeypatch.setattr(default_recipe, "MORE_DATA", more)
     monkeypatch.setattr(default_recipe, "COARSE_STEPS", 3)
     monkeypatch.setattr(default_recipe, "REFINE_STEPS", 3)
-    monkeypatch.setattr(default_recipe, "MORE_STEPS", 3)
     return default_recipe
 
 
@@ -42,31 +39,25 @@ def test_recipe_runs_resumes_and_exports(tiny_recipe, tmp_path: Path) -> None:
     assert (root / "test_data" / "lists" / "test.json").is_file()
 
     done = tiny_recipe.run_recipe(root, progress=False)
-    assert (done.coarse_step, done.refine_step, done.more_step) == (3, 3, 6)
+    assert (done.coarse_step, done.refine_step) == (3, 3)
     assert done.model == root / "default.pt"
     model, template = load_model(done.model)
     assert template.name == "procedural" and model.config.input_size == (48, 64)
     sidecar = json.loads((root / "default.json").read_text())
     assert sidecar["training"]["coarse"]["steps"] == 3
-    assert sidecar["training"]["coarse_more"]["steps"] == 6
-    assert sidecar["data"]["data_more"]["subjects"] == 5
-    assert set(sidecar["training_wall_hours"]) == {"coarse", "refine", "coarse_more"}
-
-    # the continuation: data's frames linked, not rendered again; one identity more to train
-    # on; it began from the coarse run's last checkpoint and the model holds its weights
-    reg = "registrations/SYNTH_000/anger/anger.000000.ply"
-    assert (root / "data_more" / reg).samefile(root / "data" / reg)
-    more_lists = json.loads((root / "data_more" / "lists" / "train.json").read_text())
-    assert {s for s, _, _ in more_lists} == {f"SYNTH_00{i}" for i in range(4)}
-    more = TrainConfig.load(root / "coarse_more")
-    assert more.data == str(root / "data_more")
-    assert [(p.until_step, p.lr_scale) for p in more.schedule[-2:]] == [(5, 0.1), (6, 0.03)]
-    shipped = model.coarse.state_dict()
-    for run, same in (("coarse_more", True), ("coarse", False)):
+    assert sidecar["data"]["data"]["subjects"] == 5
+    assert set(sidecar["training_wall_hours"]) == {"coarse", "refine"}
+    # every identity but the validation one is trained on; the model holds both runs' weights
+    lists = {
+        k: json.loads((root / "data" / "lists" / f"{k}.json").read_text()) for k in ("train", "val")
+    }
+    assert len({s for s, _, _ in lists["train"]}) == 4 and len({s for s, _, _ in lists["val"]}) == 1
+    refine = TrainConfig.load(root / "refine")
+    assert (refine.data, refine.coarse_run) == (str(root / "data"), str(root / "coarse"))
+    for run, stage, prefix in (("coarse", model.coarse, ""), ("refine", model.refine, "refine.")):
+        shipped = stage.state_dict()
         weights = load_checkpoint(latest_checkpoint(root / run))["model"]
-        assert len(shipped.keys() & weights.keys()) == len(shipped)
-        equal = all(torch.equal(shipped[k], weights[k]) for k in shipped if k in weights)
-        assert equal == same, run
+        assert all(torch.equal(v, weights[prefix + k]) for k, v in shipped.items()), run
 
     # a second run finds everything done: no new checkpoint, same model
     last = latest_checkpoint(root / "coarse")
@@ -74,15 +65,13 @@ def test_recipe_runs_resumes_and_exports(tiny_recipe, tmp_path: Path) -> None:
     assert again.model == done.model and latest_checkpoint(root / "coarse") == last
 
     # training the coarse stage longer: refused while the refinement fed by the shorter run
-    # or its continuation exists (they would go on from another coarse stage), then continued
-    # once they are moved
-    for later in ("refine", "coarse_more"):
-        with pytest.raises(ConfigError, match=f"move {later}/ away") as err:
-            tiny_recipe.run_recipe(root, progress=False, coarse_steps=5)
-        assert err.value.path == str(root / later)
-        (root / later).rename(tmp_path / f"{later}_3")
+    # exists (it would go on from another coarse stage), then continued once it is moved
+    with pytest.raises(ConfigError, match="move refine/ away") as err:
+        tiny_recipe.run_recipe(root, progress=False, coarse_steps=5)
+    assert err.value.path == str(root / "refine")
+    (root / "refine").rename(tmp_path / "refine_3")
     longer = tiny_recipe.run_recipe(root, progress=False, coarse_steps=5)
-    assert (longer.coarse_step, longer.refine_step, longer.more_step) == (5, 3, 8)
+    assert (longer.coarse_step, longer.refine_step) == (5, 3)
     assert longer.model == root / "default.pt"
     saved = TrainConfig.load(root / "coarse")
     assert [(p.until_step, p.lr_scale) for p in saved.schedule[-3:]] == [
