@@ -83,8 +83,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="regenerate the synthetic data and retrain the embedded default model (resumable)",
         description="Runs the recipe of inference/training/default_recipe.py into OUT: "
         "synthetic training and held-out test sets, the coarse run, the refinement run and "
-        "OUT/default.pt. Interrupt it at any "
-        "time and run it again to continue.",
+        "OUT/default.pt. Interrupt it at any time and run it again to continue.",
     )
     d.add_argument("--out", type=Path, required=True, help="recipe folder")
     d.add_argument(

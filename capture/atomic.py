@@ -41,4 +41,9 @@ def write_atomically(path: str | Path, write: Callable[[Path], object]) -> Path:
     return path
 
 
-__all__ = ["temporary_sibling", "write_atomically"]
+def write_text_atomically(path: str | Path, text: str, encoding: str = "utf-8") -> Path:
+    """:func:`write_atomically` for a text file."""
+    return write_atomically(path, lambda tmp: tmp.write_text(text, encoding=encoding))
+
+
+__all__ = ["temporary_sibling", "write_atomically", "write_text_atomically"]

@@ -23,7 +23,7 @@ from typing import Any
 
 from psygnal import Signal
 
-from capture.atomic import write_atomically
+from capture.atomic import write_text_atomically
 from capture.errors import TakeError
 from capture.frames import FrameSet
 from capture.rig_json import write_rig_json
@@ -221,8 +221,7 @@ class TakeRecorder:
         return w
 
     def _write_meta(self) -> None:
-        text = json.dumps(self._meta, indent=2)
-        write_atomically(self.folder / SESSION_FILE, lambda p: p.write_text(text, encoding="utf-8"))
+        write_text_atomically(self.folder / SESSION_FILE, json.dumps(self._meta, indent=2))
 
     def _write_set(self, fs: FrameSet) -> None:
         if not (self.folder / SESSION_FILE).exists():

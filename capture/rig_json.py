@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from capture.atomic import write_atomically
+from capture.atomic import write_text_atomically
 from capture.camera import Camera, Rig, validate_rig
 from capture.errors import CalibrationError
 from capture.rig_units import resolve_units, scale_rig, unit_scale
@@ -191,8 +191,7 @@ def write_rig_json(rig: Rig, path: str | PathLike[str]) -> None:
     path = Path(path)
     validate_rig(rig, path)
     try:
-        text = rig_to_json_text(rig)
-        write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_text_atomically(path, rig_to_json_text(rig))
     except OSError as exc:
         raise CalibrationError(f"cannot write rig file: {exc.strerror or exc}", path=path) from exc
     log.debug("wrote %d cameras to %s", len(rig), path)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capture.atomic import write_atomically
+from capture.atomic import write_text_atomically
 from capture.camera import Camera, Rig, validate_rig
 from capture.errors import CalibrationError
 from capture.rig_units import resolve_units, scale_rig, unit_scale
@@ -351,7 +351,7 @@ def write_rig_tka(rig: Rig, path: str | PathLike[str]) -> None:
     try:
         path.mkdir(parents=True, exist_ok=True)
         for name, text in texts.items():
-            write_atomically(path / f"{name}.tka", lambda tmp, t=text: tmp.write_text(t, "ascii"))
+            write_text_atomically(path / f"{name}.tka", text, encoding="ascii")
     except OSError as exc:
         raise CalibrationError(f"cannot write .tka files: {exc}", path=path) from exc
     log.debug("wrote %d .tka files to %s", len(rig), path)

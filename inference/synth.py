@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from capture.atomic import write_atomically
+from capture.atomic import write_atomically, write_text_atomically
 from capture.camera import Camera, Rig, depth, project
 from capture.errors import ConfigError
 from capture.rig_json import write_rig_json
@@ -349,7 +349,7 @@ def write_synthetic_dataset(
     splits = split_subjects(subjects, config)
     cfg = json.loads(json.dumps(dataclasses.asdict(config)))
     _check_resume(out / "synth.json", cfg)
-    _write_text(out / "synth.json", json.dumps(cfg, indent=2) + "\n")
+    write_text_atomically(out / "synth.json", json.dumps(cfg, indent=2) + "\n")
     written = skipped = 0
     bar = tqdm(
         total=len(subjects) * len(sequences) * len(frames), disable=not progress, unit="frame"
@@ -413,7 +413,7 @@ def write_synthetic_dataset(
         for name, subs in splits.items()
     }
     for name, items in lists.items():
-        _write_text(out / "lists" / f"{name}.json", json.dumps(items) + "\n")
+        write_text_atomically(out / "lists" / f"{name}.json", json.dumps(items) + "\n")
     if preview and first_rig is not None:
         write_preview(out, subjects[0], sequences[0], frames[0], out / "preview.png")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
@@ -466,13 +466,6 @@ def _check_resume(path: Path, cfg: dict) -> None:
                 path=path,
                 field=key,
             )
-
-
-def _write_text(path: Path, text: str) -> None:
-    """Replace ``path`` in one step: a reader of the folder (a training run, an evaluation)
-    never sees it half-written while a resumed run rewrites it, and a hard-linked copy of the
-    folder keeps its own file."""
-    write_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _save_npy(path: Path, points: np.ndarray) -> None:

@@ -282,8 +282,7 @@ def run_recipe(
         if result < cfg.steps:
             break
     model = None
-    done = [steps.get(name, 0) >= cfg.steps for name, _, cfg in runs]
-    if all(done):
+    if all(steps.get(name, 0) >= cfg.steps for name, _, cfg in runs):
         model = export_runs(root / "coarse", root / "refine", root / "default.pt")
         write_sidecar(model, root)
     return RecipeResult(root, model, seconds, steps.get("coarse", 0), steps.get("refine", 0))
@@ -316,11 +315,7 @@ def write_sidecar(model: Path, root: Path) -> Path:
         "training_wall_hours": {stage: wall_hours(root / stage) for stage in RUNS},
         "data": {
             name: dataclasses.asdict(cfg)
-            for name, cfg in {
-                "data": TRAIN_DATA,
-                "test_data": TEST_DATA,
-                **ROBUSTNESS_DATA,
-            }.items()
+            for name, cfg in {"data": TRAIN_DATA, "test_data": TEST_DATA, **ROBUSTNESS_DATA}.items()
         },
     }
     path = model.with_suffix(".json")
