@@ -45,6 +45,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar=("X", "Y", "Z"),
         help="fixed head translation, mm",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="processes rendering frames side by side (default: one per core, at most 8)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=_synth)
 
@@ -61,7 +66,7 @@ def _load_rig(spec: str):
 
 def _synth(args: argparse.Namespace) -> int:
     from inference.head_model import load_head_model_data
-    from inference.synth import SynthConfig, write_synthetic_dataset
+    from inference.synth import SynthConfig, default_workers, write_synthetic_dataset
 
     config = SynthConfig(
         rig=args.rig,
@@ -81,7 +86,13 @@ def _synth(args: argparse.Namespace) -> int:
     rig = _load_rig(args.rig)
     model = load_head_model_data(args.model)
     s = write_synthetic_dataset(
-        rig, model, args.out, config, progress=not args.no_progress, preview=args.preview
+        rig,
+        model,
+        args.out,
+        config,
+        progress=not args.no_progress,
+        preview=args.preview,
+        workers=default_workers() if args.workers is None else args.workers,
     )
     done = s.frames_written + s.frames_skipped
     per = s.seconds / s.frames_written if s.frames_written else 0.0

@@ -96,6 +96,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train the coarse stage longer than the recipe's 10000 steps (x0.03, then x0.01); "
         "continues a finished coarse run",
     )
+    d.add_argument(
+        "--workers",
+        type=int,
+        help="processes rendering the synthetic data (default: one per core, at most 8)",
+    )
     d.set_defaults(handler=_train_default)
 
 
@@ -143,7 +148,13 @@ def _train(args: argparse.Namespace) -> int:
 def _train_default(args: argparse.Namespace) -> int:
     from inference.training.default_recipe import COARSE_STEPS, REFINE_STEPS, run_recipe
 
-    result = run_recipe(args.out, args.stop_after_minutes, not args.no_progress, args.coarse_steps)
+    result = run_recipe(
+        args.out,
+        args.stop_after_minutes,
+        not args.no_progress,
+        args.coarse_steps,
+        workers=args.workers,
+    )
     times = ", ".join(f"{k} {v / 60:.1f} min" for k, v in result.seconds.items())
     coarse_steps = args.coarse_steps or COARSE_STEPS
     print(

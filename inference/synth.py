@@ -26,6 +26,8 @@ Subjects are split by subject into train / val / test lists (``test_fraction`` a
 
 Writing is resumable: a frame whose image, scan and registration files all exist is skipped;
 files are written to a temporary name and renamed, so an interrupted run leaves no partial file.
+Frames can be written by several processes at once (``workers``); every frame is seeded by its
+own subject, sequence and frame indices, so the files do not depend on the count or the order.
 """
 
 from __future__ import annotations
@@ -33,7 +35,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import multiprocessing
+import os
+import pickle
+import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +51,7 @@ from PIL import Image, ImageDraw
 
 from capture.atomic import write_atomically, write_text_atomically
 from capture.camera import Camera, Rig, depth, project
-from capture.errors import ConfigError
+from capture.errors import ConfigError, RenderError
 from capture.rig_json import write_rig_json
 from capture.rig_tka import read_rig_tka, write_rig_tka
 from inference.head_data import HeadModelData, HeadTemplate
@@ -315,6 +324,7 @@ def write_synthetic_dataset(
     config: SynthConfig,
     progress: bool = True,
     preview: bool = False,
+    workers: int = 1,
 ) -> SynthSummary:
     """Render, scan and register a synthetic performance into ``out`` (see module docstring).
 
@@ -333,13 +343,26 @@ def write_synthetic_dataset(
     preview : bool
         Also write ``preview.png``: a contact sheet of all views of the first frame with the
         projected registration overlaid.
+    workers : int
+        Processes that render frames side by side (each with its own GL context; see
+        :func:`default_workers`). The files are the same byte for byte whatever the count:
+        every frame is seeded by its own indices.
 
     Returns
     -------
     SynthSummary
+
+    Raises
+    ------
+    ConfigError
+        ``workers`` below 1, or ``out`` was written with other settings (see ``RESIZABLE``).
+    RenderError
+        A worker process died (killed, out of memory); the frames finished so far are kept.
     """
     from tqdm import tqdm
 
+    if int(workers) < 1:
+        raise ConfigError(f"must be >= 1, got {workers}", field="workers")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -350,63 +373,26 @@ def write_synthetic_dataset(
     cfg = json.loads(json.dumps(dataclasses.asdict(config)))
     _check_resume(out / "synth.json", cfg)
     write_text_atomically(out / "synth.json", json.dumps(cfg, indent=2) + "\n")
-    written = skipped = 0
     bar = tqdm(
         total=len(subjects) * len(sequences) * len(frames), disable=not progress, unit="frame"
     )
-    first_rig = None
-    material = material_weights(model.template)
-    renderer: MultiViewRenderer | None = None
-    try:
-        for si, subject in enumerate(subjects):
-            subject_seed = config.seed * 7919 + si
-            for qi, sequence in enumerate(sequences):
-                used = tka_rig(rig, out / "calibrations" / subject / sequence)
-                if first_rig is None:
-                    first_rig = used
-                    write_rig_json(used, out / "rig.json")
-                seq_seed = config.seed * 1000003 + si * 1009 + qi
-                performer = Performer(model, seed=seq_seed, subject_seed=subject_seed)
-                for frame in frames:
-                    paths = _paths(out, subject, sequence, frame, used.names)
-                    files = [*paths["images"], paths["scan"], paths["registration"]]
-                    if all(p.is_file() for p in files):
-                        skipped += 1
-                        bar.update(1)
-                        continue
-                    if renderer is None or not renderer.rig.equals(used.scaled(config.downscale)):
-                        if renderer is not None:
-                            renderer.release()
-                        renderer = open_view_renderer(used, config.downscale, config.rgb)
-                    pose = _posed(performer, config, si, int(frame))
-                    verts = performer.pose_vertices(pose)
-                    images = render_views(
-                        renderer, verts, model.template, material, seq_seed, int(frame)
-                    )
-                    for path, img in zip(paths["images"], images, strict=True):
-                        write_atomically(
-                            path, lambda p, img=img: Image.fromarray(img).save(p, format="PNG")
-                        )
-                    rng = np.random.default_rng([config.seed, si, qi, int(frame)])
-                    scan = simulate_scan(
-                        used,
-                        verts,
-                        model.template,
-                        pose.translation,
-                        rng,
-                        config.scan,
-                        renderer.ctx,
-                    )
-                    write_atomically(paths["scan"], lambda p, s=scan: _save_npy(p, s.points))
-                    write_atomically(
-                        paths["registration"],
-                        lambda p, v=verts: write_mesh(p, v, model.template.faces, units="m"),
-                    )
-                    written += 1
-                    bar.update(1)
-    finally:
-        if renderer is not None:
-            renderer.release()
+    jobs: list[_FrameJob] = []
+    skipped = 0
+    for si, subject in enumerate(subjects):
+        for qi, sequence in enumerate(sequences):
+            used = tka_rig(rig, out / "calibrations" / subject / sequence)
+            if si == 0 and qi == 0:
+                write_rig_json(used, out / "rig.json")
+            for frame in frames:
+                paths = _paths(out, subject, sequence, frame, used.names)
+                files = [*paths["images"], paths["scan"], paths["registration"]]
+                if all(p.is_file() for p in files):
+                    skipped += 1
+                else:
+                    jobs.append(_FrameJob(si, qi, int(frame), used, paths))
+    bar.update(skipped)
+    for _ in _write_frames(jobs, model, config, workers):
+        bar.update(1)
     bar.close()
     lists = {
         name: [[s, q, f] for s in subs for q in sequences for f in frames]
@@ -414,12 +400,12 @@ def write_synthetic_dataset(
     }
     for name, items in lists.items():
         write_text_atomically(out / "lists" / f"{name}.json", json.dumps(items) + "\n")
-    if preview and first_rig is not None:
+    if preview:
         write_preview(out, subjects[0], sequences[0], frames[0], out / "preview.png")
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     summary = SynthSummary(
         out=out,
-        frames_written=written,
+        frames_written=len(jobs),
         frames_skipped=skipped,
         seconds=time.perf_counter() - start,
         bytes_on_disk=size,
@@ -427,6 +413,137 @@ def write_synthetic_dataset(
     )
     log.info("synth: %s", summary)
     return summary
+
+
+@dataclass(frozen=True)
+class _FrameJob:
+    """One frame to write: its subject, sequence and frame number, the rig read back from the
+    sequence's ``.tka`` files, and the paths of its files (:func:`_paths`)."""
+
+    subject: int
+    sequence: int
+    frame: int
+    rig: Rig
+    paths: dict
+
+
+class _FrameWriter:
+    """Renders, scans and registers frames of one dataset; owns a GL context, so it is made,
+    used and closed on one thread (one per worker process)."""
+
+    def __init__(self, model: HeadModelData, config: SynthConfig) -> None:
+        self.model, self.config = model, config
+        self.material = material_weights(model.template)
+        self._renderer: MultiViewRenderer | None = None
+
+    def __call__(self, job: _FrameJob) -> None:
+        config, template, paths = self.config, self.model.template, job.paths
+        if self._renderer is None or not self._renderer.rig.equals(
+            job.rig.scaled(config.downscale)
+        ):
+            self.close()
+            self._renderer = open_view_renderer(job.rig, config.downscale, config.rgb)
+        seq_seed = config.seed * 1000003 + job.subject * 1009 + job.sequence
+        performer = Performer(
+            self.model, seed=seq_seed, subject_seed=config.seed * 7919 + job.subject
+        )
+        pose = _posed(performer, config, job.subject, job.frame)
+        verts = performer.pose_vertices(pose)
+        images = render_views(self._renderer, verts, template, self.material, seq_seed, job.frame)
+        for path, img in zip(paths["images"], images, strict=True):
+            write_atomically(path, lambda p, img=img: Image.fromarray(img).save(p, format="PNG"))
+        rng = np.random.default_rng([config.seed, job.subject, job.sequence, job.frame])
+        scan = simulate_scan(
+            job.rig, verts, template, pose.translation, rng, config.scan, self._renderer.ctx
+        )
+        write_atomically(paths["scan"], lambda p: _save_npy(p, scan.points))
+        write_atomically(
+            paths["registration"], lambda p: write_mesh(p, verts, template.faces, units="m")
+        )
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.release()
+            self._renderer = None
+
+
+def default_workers() -> int:
+    """Frame-writing processes to use by default: one per core, at most 8 (each holds the head
+    model and a GL context, about 0.5 GB)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+_worker_writer: _FrameWriter | None = None
+"""The frame writer of a worker process (set by :func:`_start_worker`)."""
+
+
+def _start_worker(setup: Path) -> None:
+    global _worker_writer
+    import torch
+
+    torch.set_num_threads(1)  # the processes share the cores; one thread each
+    # the parent's own pickle of (model, config), in its private temporary folder
+    model, config = pickle.loads(setup.read_bytes())
+    _worker_writer = _FrameWriter(model, config)
+
+
+def _write_in_worker(job: _FrameJob) -> None:
+    assert _worker_writer is not None, "worker started without _start_worker"
+    _worker_writer(job)
+
+
+def _write_frames(
+    jobs: list[_FrameJob], model: HeadModelData, config: SynthConfig, workers: int
+) -> Iterator[None]:
+    """Write ``jobs``, yielding once per finished frame; in ``workers`` spawned processes
+    when there is more than one (and more than one job). A failed frame stops the run with its
+    error (the frames already written stay: every file is written atomically)."""
+    workers = min(int(workers), len(jobs))
+    if workers <= 1:
+        writer = _FrameWriter(model, config)
+        try:
+            for job in jobs:
+                writer(job)
+                yield
+        finally:
+            writer.close()
+        return
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        # a spawned worker is re-running the caller's main module: without this it would
+        # start workers of its own and never read the job its parent is sending
+        raise ConfigError(
+            "a synth worker process is starting and re-ran the script that called "
+            "write_synthetic_dataset; put that script's main code under "
+            "`if __name__ == '__main__':` (or pass workers=1)",
+            field="workers",
+        )
+    # The model goes through a file, not the pool's start arguments: a worker that dies while
+    # starting would leave the parent blocked writing megabytes into its pipe.
+    with tempfile.TemporaryDirectory(prefix="tempeh-synth-") as folder:
+        setup = Path(folder) / "setup.pickle"
+        setup.write_bytes(pickle.dumps((model, config), protocol=pickle.HIGHEST_PROTOCOL))
+        try:
+            # spawn, not fork: a forked child would inherit the parent's GL and torch threads
+            with ProcessPoolExecutor(
+                workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(setup,),
+            ) as pool:
+                pending = [pool.submit(_write_in_worker, job) for job in jobs]
+                try:
+                    for done in as_completed(pending):
+                        done.result()  # the first frame that failed stops the run with its error
+                        yield
+                finally:
+                    for future in pending:
+                        future.cancel()
+        except (BrokenProcessPool, BrokenPipeError) as exc:
+            raise RenderError(
+                f"a synth worker process died ({type(exc).__name__}: {exc}); the frames "
+                "finished so far are kept: run again to resume (with fewer workers if memory ran "
+                "out; a calling script needs an `if __name__ == '__main__':` guard)"
+            ) from exc
 
 
 RESIZABLE = ("subjects", "sequences", "frames")

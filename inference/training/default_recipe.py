@@ -3,7 +3,8 @@
 One function, :func:`run_recipe`, regenerates the synthetic data and retrains from scratch into
 one folder; every step is resumable, so an interrupted run continues where it stopped (frames
 already rendered are skipped, training resumes from the latest checkpoint, a finished step is
-not repeated). On this 2-core CPU it takes about 2 h 15 min, data included.
+not repeated). On this 2-core CPU it takes about 2 h alone, data included (rendered by one
+process per core: 10 min of the 2 h).
 
 Layout of the recipe folder::
 
@@ -192,7 +193,7 @@ class RecipeResult:
     refine_step: int
 
 
-def _synth(out: Path, config: SynthConfig, progress: bool) -> None:
+def _synth(out: Path, config: SynthConfig, progress: bool, workers: int) -> None:
     from capture.default_rigs import load_shipped_rig
     from inference.head_model import load_head_model_data
     from inference.synth import write_synthetic_dataset
@@ -203,6 +204,7 @@ def _synth(out: Path, config: SynthConfig, progress: bool) -> None:
         out,
         config,
         progress=progress,
+        workers=workers,
     )
 
 
@@ -211,6 +213,7 @@ def run_recipe(
     stop_after_minutes: float | None = None,
     progress: bool = True,
     coarse_steps: int | None = None,
+    workers: int | None = None,
 ) -> RecipeResult:
     """Regenerate data and train the default model into ``root`` (resumable).
 
@@ -226,6 +229,9 @@ def run_recipe(
     coarse_steps : int, optional
         Train the coarse stage this long instead of :data:`COARSE_STEPS` (see
         :func:`coarse_config`); a finished coarse run is continued.
+    workers : int, optional
+        Processes rendering the synthetic frames (default
+        :func:`inference.synth.default_workers`: one per core, at most 8).
 
     Returns
     -------
@@ -238,8 +244,10 @@ def run_recipe(
         ``coarse_steps`` is below :data:`COARSE_STEPS`, or the coarse run is to go on while a
         refinement run fed by its earlier state exists (named; move it away to retrain it).
     """
+    from inference.synth import default_workers
     from inference.training.export import export_runs
 
+    workers = default_workers() if workers is None else workers
     root = Path(root)
     coarse_cfg = coarse_config(root / "data", coarse_steps)
     if done_steps(root / "refine") > 0 and done_steps(root / "coarse") < coarse_cfg.steps:
@@ -259,11 +267,11 @@ def run_recipe(
 
     for folder, config in (("data", TRAIN_DATA), ("test_data", TEST_DATA)):
         start = time.perf_counter()
-        _synth(root / folder, config, progress)
+        _synth(root / folder, config, progress, workers)
         seconds[folder] = time.perf_counter() - start
 
     for folder, config in ROBUSTNESS_DATA.items():
-        _synth(root / folder, config, progress)
+        _synth(root / folder, config, progress, workers)
 
     configs = (coarse_cfg, refine_config(root / "data", root / "coarse"))
     runs = tuple((name, root / name, cfg) for name, cfg in zip(RUNS, configs, strict=True))

@@ -216,6 +216,55 @@ def test_resume_into_a_linked_copy_leaves_the_source_untouched(
         assert image.samefile(dataset_dir / frame / image.name)  # skipped frames stay linked
 
 
+def _files(root: Path) -> dict[Path, bytes]:
+    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_workers_write_the_same_files_and_stop_at_a_failed_frame(
+    dataset_dir: Path, head: HeadModelData, tmp_path: Path
+) -> None:
+    """Two worker processes write byte for byte what one process wrote (``dataset_dir``); a
+    frame that cannot be written stops the run with its own error, and a rerun fills in what
+    is missing."""
+    config = SynthConfig(rig="test4", subjects=3, sequences=1, frames=2, seed=5, downscale=1)
+    rig = load_shipped_rig("test4")
+    out = tmp_path / "parallel"
+    blocker = out / "registrations" / "SYNTH_001" / "anger" / "anger.000005.ply"
+    blocker.mkdir(parents=True)  # a folder where the frame's mesh must go
+    with pytest.raises(IsADirectoryError, match=r"anger\.000005\.ply"):
+        write_synthetic_dataset(rig, head, out, config, progress=False, workers=2)
+    blocker.rmdir()
+    s = write_synthetic_dataset(rig, head, out, config, progress=False, workers=2)
+    assert s.frames_written + s.frames_skipped == 6 and 1 <= s.frames_written < 6
+    assert _files(out) == _files(dataset_dir)
+    with pytest.raises(ConfigError, match="'workers'"):
+        write_synthetic_dataset(rig, head, out, config, progress=False, workers=0)
+
+
+def test_a_dead_worker_is_a_clear_error_not_a_hang(tmp_path: Path) -> None:
+    """A script without a ``__main__`` guard makes every spawned worker re-run it and die; the
+    caller gets a RenderError saying so (it used to block for ever), the worker a ConfigError."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "from capture.default_rigs import load_shipped_rig\n"
+        "from inference.procedural_head import load_procedural_head\n"
+        "from inference.synth import SynthConfig, write_synthetic_dataset\n"
+        "config = SynthConfig(rig='test4', subjects=2, downscale=1)\n"
+        f"write_synthetic_dataset(load_shipped_rig('test4'), load_procedural_head(), "
+        f"{str(tmp_path / 'out')!r}, config, progress=False, workers=2)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 1
+    assert "RenderError: a synth worker process died" in done.stderr
+    assert "ConfigError: field 'workers': a synth worker process is starting" in done.stderr
+    assert not list((tmp_path / "out").rglob("*.png"))
+
+
 # --------------------------------------------------------------------------- reader
 
 
