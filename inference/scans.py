@@ -4,8 +4,8 @@ A scan is made like this:
 
 1. The head plus two surfaces that the template lacks (:func:`extra_surfaces`: a hair cap a
    few mm over the scalp and a shoulder block below the neck) are rendered as depth maps in
-   every camera of the rig, at about ``depth_width`` pixels wide and **without lens
-   distortion** (a distortion-free copy of each camera; the points are world mm, so the lens
+   every camera of the rig, at about ``depth_width`` pixels wide, back faces culled and **without
+   lens distortion** (a distortion-free copy of each camera; the points are world mm, so the lens
    model used to find them does not matter as long as rendering and back-projection agree).
 2. Depth pixels are back-projected with :func:`capture.camera.backproject`; a point is kept
    when it is seen (depth test within ``visibility_tolerance_mm``) by at least
@@ -197,7 +197,8 @@ def simulate_scan(
         Simulation settings.
     ctx : moderngl.Context, optional
         GL context current on this thread to render with (e.g. the image renderer's, since
-        a second context would not be current); default a temporary one.
+        a second context would not be current); default a temporary one. The scan is the same
+        in any context: the depth pass sets its own state (back faces culled).
 
     Returns
     -------
@@ -218,8 +219,10 @@ def simulate_scan(
             if r is None:
                 r = OffscreenRenderer(cam.width, cam.height, ctx=ctx)
                 renderers[cam.image_size] = r
-            maps.append(r.render_depth(cam, all_v, all_f))
-            head_maps.append(r.render_depth(cam, head_v, template.faces))
+            # back faces culled: MVS sees outer surfaces, and the inside of the open neck or
+            # of the hair cap stays empty (the synthetic datasets have always been made so)
+            maps.append(r.render_depth(cam, all_v, all_f, cull_back_faces=True))
+            head_maps.append(r.render_depth(cam, head_v, template.faces, cull_back_faces=True))
     finally:
         for r in renderers.values():
             r.release()

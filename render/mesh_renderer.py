@@ -290,18 +290,31 @@ class MeshRenderer:
             ctx.wireframe = False
 
     def draw_depth(
-        self, fbo: moderngl.Framebuffer, view: np.ndarray, projection: np.ndarray
+        self,
+        fbo: moderngl.Framebuffer,
+        view: np.ndarray,
+        projection: np.ndarray,
+        cull_back_faces: bool = False,
     ) -> None:
         """Write camera-space depth (mm, OpenCV z) into ``fbo``'s float colour attachment 0.
 
         ``fbo`` needs a one-component float32 colour attachment and a depth attachment; the
-        caller clears the colour to 0 (background) and the depth to 1.
+        caller clears the colour to 0 (background) and the depth to 1. Face culling is set
+        here, not inherited from whatever last drew in the context: with ``cull_back_faces``
+        only triangles wound counter-clockwise in the image are drawn (the outside of the
+        template's surfaces), so the inside of an open mesh shows as background.
         """
         if self._faces is None:
             raise RenderError("draw_depth() before set_mesh(): no mesh uploaded")
         self._set_matrices(self._depth_prog, view, projection)
         fbo.use()
-        self.ctx.enable(moderngl.DEPTH_TEST)
+        ctx = self.ctx
+        ctx.enable(moderngl.DEPTH_TEST)
+        if cull_back_faces:
+            ctx.front_face, ctx.cull_face = "ccw", "back"
+            ctx.enable(moderngl.CULL_FACE)
+        else:
+            ctx.disable(moderngl.CULL_FACE)
         self._vaos["depth"].render(moderngl.TRIANGLES)
 
     @staticmethod

@@ -150,9 +150,14 @@ class OffscreenRenderer:
         )
 
     def render_depth(
-        self, camera: Camera, vertices_mm: np.ndarray, faces: np.ndarray
+        self,
+        camera: Camera,
+        vertices_mm: np.ndarray,
+        faces: np.ndarray,
+        cull_back_faces: bool = False,
     ) -> np.ndarray:
-        """Camera-space depth map of a mesh in ``camera``'s pixel grid.
+        """Camera-space depth map of a mesh in ``camera``'s pixel grid (``cull_back_faces``:
+        see :meth:`render.mesh_renderer.MeshRenderer.draw_depth`).
 
         Returns
         -------
@@ -164,7 +169,7 @@ class OffscreenRenderer:
         self.mesh.set_mesh(vertices_mm, faces)
         fbo = self._depth_framebuffer()
         fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-        self.mesh.draw_depth(fbo, view, projection)
+        self.mesh.draw_depth(fbo, view, projection, cull_back_faces)
         raw = fbo.read(components=1, dtype="f4", alignment=1)
         z = np.frombuffer(raw, dtype=np.float32).reshape(self.height, self.width)
         return np.ascontiguousarray(np.flipud(z))

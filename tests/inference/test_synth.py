@@ -23,7 +23,14 @@ from inference.mesh_io import read_mesh
 from inference.performer import Performer
 from inference.procedural_head import load_procedural_head
 from inference.scans import ScanConfig, point_to_surface_distance, simulate_scan
-from inference.synth import SynthConfig, eyebrow_weights, material_weights, write_synthetic_dataset
+from inference.synth import (
+    SynthConfig,
+    eyebrow_weights,
+    material_weights,
+    open_view_renderer,
+    render_views,
+    write_synthetic_dataset,
+)
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +107,35 @@ def test_scan_points_lie_on_the_surface_except_extras(head: HeadModelData) -> No
     assert np.mean(d < 3 * config.noise_sigma_mm) > 0.99
     extra = point_to_surface_distance(scan.points[scan.is_extra], verts, head.template.faces)
     assert np.median(extra) > 3 * config.noise_sigma_mm
+
+
+def test_scan_is_the_same_in_a_fresh_context_and_in_the_image_renderers(
+    head: HeadModelData,
+) -> None:
+    """The synth renders images and scans in one context; the image renderer leaves back-face
+    culling on. The scan's depth pass sets its own culling, so a scan made in a fresh context
+    (as a test or a user makes one) is the one the datasets hold, point for point."""
+    _need_gl()
+    performer = Performer(head, seed=1, subject_seed=2)
+    pose = performer.frame(1.0)
+    verts = performer.pose_vertices(pose)
+    rig = load_shipped_rig("default16")
+    config = ScanConfig(max_points=8000, depth_width=200)
+
+    def scan(ctx=None):
+        rng = np.random.default_rng(0)
+        return simulate_scan(rig, verts, head.template, pose.translation, rng, config, ctx)
+
+    fresh = scan()
+    renderer = open_view_renderer(rig, 8, rgb=False)
+    try:
+        render_views(renderer, verts, head.template, material_weights(head.template), 1, 0)
+        shared = scan(renderer.ctx)
+    finally:
+        renderer.release()
+    assert len(fresh.points) > 4000
+    np.testing.assert_array_equal(fresh.points, shared.points)
+    np.testing.assert_array_equal(fresh.is_extra, shared.is_extra)
 
 
 # --------------------------------------------------------------------------- writer
