@@ -169,7 +169,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         stats = report[stage]
         print(
             f"{stage:8s} v2v median {_fmt(stats['v2v']['median_mm'])} mm, "
-            f"s2m median {_fmt(stats['s2m']['median_mm'])} mm"
+            f"s2m median {_fmt(stats['s2m']['median_mm'])} mm "
+            f"(on the head: {_fmt(stats['s2m_head']['median_mm'])} mm)"
         )
     if "precision" in report:
         info = report["precision"]

@@ -5,6 +5,7 @@ Reads what :mod:`inference.synth` writes and, therefore, the released FaMoS data
     <image_dir>/<subject>/<sequence>/<frame>/<sequence>.<frame>.<camera>.<ext>
     <calibration_dir>/<subject>/<sequence>/<camera>.tka
     <scan_dir>/<subject>/<sequence>/<sequence>.<frame>.npy            (mm)
+    <scan_dir>/<subject>/<sequence>/<sequence>.<frame>.extra.npy      (synthetic only: point tags)
     <registration_dir>/<subject>/<sequence>/<sequence>.<frame>.ply    (metres → mm)
 
 Views are the calibration files in sorted order (stereo ``_A``/``_B`` cameras only by default,
@@ -59,6 +60,9 @@ class DatasetConfig:
         refinement 4).
     scan_points : int
         Scan points per sample, drawn at random (0: no scan).
+    scan_tags : bool
+        Also read each scan's point tags (``<sequence>.<frame>.extra.npy``, written by
+        :mod:`inference.synth`: True on surfaces the template lacks) where the file exists.
     views : str
         ``"stereo"`` (cameras named ``*_A*``/``*_B*``, TEMPEH's choice) or ``"all"``.
     official_resize : bool
@@ -84,6 +88,7 @@ class DatasetConfig:
     registration_dir: Path | None = None
     resize_factor: int = 8
     scan_points: int = 20000
+    scan_tags: bool = False
     views: str = "stereo"
     official_resize: bool = False
     augment: bool = False
@@ -129,6 +134,9 @@ class FrameSample:
         Augmented copies (same shapes), ``None`` without augmentation.
     scan : Tensor or None
         (M, 3) float32 scan points, mm.
+    scan_extra : Tensor or None
+        (M,) bool, True for scan points on a surface the template lacks (hair, shoulders);
+        ``None`` unless ``scan_tags`` is set and the dataset has the tags.
     registration : Tensor or None
         (N, 3) float32 registration vertices, mm.
     faces : Tensor or None
@@ -146,6 +154,7 @@ class FrameSample:
     images_augmented: Tensor | None
     K_augmented: Tensor | None
     scan: Tensor | None
+    scan_extra: Tensor | None
     registration: Tensor | None
     faces: Tensor | None
     subject: str
@@ -383,6 +392,7 @@ class MultiViewDataset(Dataset):
             imgs = _normalize(imgs)
         Rt = np.stack([np.concatenate([c.R, c.t[:, None]], axis=1) for c in stage])
         registration, faces = self.read_registration(key)
+        scan, scan_extra = self._read_scan(key, rng)
         return FrameSample(
             images=imgs,
             K=K,
@@ -392,7 +402,8 @@ class MultiViewDataset(Dataset):
             view_names=tuple(stage.names),
             images_augmented=imgs_aug,
             K_augmented=K_aug,
-            scan=self._read_scan(key, rng),
+            scan=scan,
+            scan_extra=scan_extra,
             registration=registration,
             faces=faces,
             subject=subject,
@@ -401,32 +412,43 @@ class MultiViewDataset(Dataset):
             index=index,
         )
 
-    def _read_scan(self, key: FrameKey, rng: np.random.Generator) -> Tensor | None:
+    def _read_scan(
+        self, key: FrameKey, rng: np.random.Generator
+    ) -> tuple[Tensor | None, Tensor | None]:
+        """The frame's scan points, subsampled, and their tags (see :class:`FrameSample`)."""
         cfg = self.config
         if cfg.scan_dir is None or cfg.scan_points <= 0:
-            return None
+            return None, None
         subject, sequence, frame = key
+        where = {"subject": subject, "sequence": sequence, "frame": frame}
         path = cfg.scan_dir / subject / sequence / f"{sequence}.{frame}.npy"
         try:
             points = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise DatasetError(
-                f"scan is missing or unreadable: {exc}",
-                subject=subject,
-                sequence=sequence,
-                frame=frame,
-                path=path,
-            ) from exc
+            raise DatasetError(f"scan is missing or unreadable: {exc}", path=path, **where) from exc
         if points.ndim != 2 or points.shape[1] != 3 or len(points) == 0:
             raise DatasetError(
-                f"scan must be (M, 3) with M > 0, got {points.shape}",
-                subject=subject,
-                sequence=sequence,
-                frame=frame,
-                path=path,
+                f"scan must be (M, 3) with M > 0, got {points.shape}", path=path, **where
             )
-        pick = rng.choice(len(points), cfg.scan_points, replace=len(points) < cfg.scan_points)
-        return torch.as_tensor(points[np.sort(pick)], dtype=torch.float32)
+        pick = np.sort(
+            rng.choice(len(points), cfg.scan_points, replace=len(points) < cfg.scan_points)
+        )
+        scan = torch.as_tensor(points[pick], dtype=torch.float32)
+        tags_path = path.with_name(f"{sequence}.{frame}.extra.npy")
+        if not cfg.scan_tags or not tags_path.is_file():
+            return scan, None
+        try:
+            tags = np.load(tags_path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"scan tags unreadable: {exc}", path=tags_path, **where) from exc
+        if tags.shape != (len(points),) or tags.dtype != np.bool_:
+            raise DatasetError(
+                f"scan tags must be ({len(points)},) bool like the scan's points, got "
+                f"{tags.shape} {tags.dtype}",
+                path=tags_path,
+                **where,
+            )
+        return scan, torch.as_tensor(tags[pick])
 
 
 def _is_stereo(name: str) -> bool:

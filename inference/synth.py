@@ -5,6 +5,7 @@ Layout under the output folder ``DIR``::
     images/<subject>/<sequence>/<frame>/<sequence>.<frame>.<camera>.png   (1/downscale size)
     calibrations/<subject>/<sequence>/<camera>.tka                        (full resolution)
     scans/<subject>/<sequence>/<sequence>.<frame>.npy                     ((M, 3) float32 mm)
+    scans/<subject>/<sequence>/<sequence>.<frame>.extra.npy               ((M,) bool, see below)
     registrations/<subject>/<sequence>/<sequence>.<frame>.ply             (metres)
     lists/{train,val,test}.json                                            ([subj, seq, frame])
     rig.json                                                               (canonical rig, mm)
@@ -20,6 +21,10 @@ are dropped (logged) and the rig actually used is the one read back from the wri
 :class:`render.multiview.MultiViewRenderer` (lens distortion, seeded :class:`Appearance` per
 subject and sequence); scans with :func:`inference.scans.simulate_scan`; the performer with
 :class:`inference.performer.Performer` (identity per subject, motion per sequence).
+
+Each scan has its point tags beside it: True where the point lies on a surface the template lacks
+(the hair cap, the shoulders; :class:`inference.scans.Scan`), so an evaluation can measure the
+scan distance on the head alone. Real scans have no such file.
 
 Subjects are split by subject into train / val / test lists (``test_fraction`` and
 ``val_fraction`` of the subjects, taken from the end; with one subject everything is train).
@@ -313,6 +318,7 @@ def _paths(out: Path, subject: str, sequence: str, frame: str, names: list[str])
     return {
         "images": [img_dir / f"{sequence}.{frame}.{name}.png" for name in names],
         "scan": out / "scans" / subject / sequence / f"{sequence}.{frame}.npy",
+        "scan_extra": out / "scans" / subject / sequence / f"{sequence}.{frame}.extra.npy",
         "registration": out / "registrations" / subject / sequence / f"{sequence}.{frame}.ply",
     }
 
@@ -385,7 +391,12 @@ def write_synthetic_dataset(
                 write_rig_json(used, out / "rig.json")
             for frame in frames:
                 paths = _paths(out, subject, sequence, frame, used.names)
-                files = [*paths["images"], paths["scan"], paths["registration"]]
+                files = [
+                    *paths["images"],
+                    paths["scan"],
+                    paths["scan_extra"],
+                    paths["registration"],
+                ]
                 if all(p.is_file() for p in files):
                     skipped += 1
                 else:
@@ -457,6 +468,7 @@ class _FrameWriter:
             job.rig, verts, template, pose.translation, rng, config.scan, self._renderer.ctx
         )
         write_atomically(paths["scan"], lambda p: _save_npy(p, scan.points))
+        write_atomically(paths["scan_extra"], lambda p: _save_npy(p, scan.is_extra, bool))
         write_atomically(
             paths["registration"], lambda p: write_mesh(p, verts, template.faces, units="m")
         )
@@ -585,9 +597,9 @@ def _check_resume(path: Path, cfg: dict) -> None:
             )
 
 
-def _save_npy(path: Path, points: np.ndarray) -> None:
+def _save_npy(path: Path, values: np.ndarray, dtype: type = np.float32) -> None:
     with open(path, "wb") as fh:
-        np.save(fh, np.asarray(points, dtype=np.float32))
+        np.save(fh, np.asarray(values, dtype=dtype))
 
 
 def write_preview(

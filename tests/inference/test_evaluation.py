@@ -12,6 +12,7 @@ import torch
 from app.cli import main
 from capture.errors import CheckpointError
 from inference.evaluation import (
+    ErrorAccumulator,
     error_statistics,
     face_region_labels,
     scan_to_mesh,
@@ -84,6 +85,23 @@ def _check_stats(stats):
 
 
 @pytest.mark.gl
+def test_scan_distance_on_the_head_leaves_out_the_tagged_points():
+    acc = ErrorAccumulator.empty()
+    s2m = np.array([0.2, 0.4, 5.0, 0.6, 5.2, 9.0])
+    labels = np.array([0, 0, 0, 1, 1, 1])  # scalp 0 (hair over it), neck 1 (shoulders)
+    extra = np.array([False, False, True, False, True, True])
+    acc.add(np.zeros(3), np.array([0, 1, 1]), s2m, labels, extra)
+    untagged = ErrorAccumulator.empty()
+    untagged.add(np.zeros(3), np.array([0, 1, 1]), s2m, labels, None)
+    report = acc.summary(["scalp", "neck"])
+    assert report["s2m"]["median_mm"] == pytest.approx(2.8)
+    assert report["s2m_head"]["median_mm"] == pytest.approx(0.4)
+    assert report["regions"]["scalp"]["s2m"]["median_mm"] == pytest.approx(0.4)
+    assert report["regions"]["scalp"]["s2m_head"]["median_mm"] == pytest.approx(0.3)
+    assert report["regions"]["neck"]["s2m_head"]["median_mm"] == pytest.approx(0.6)
+    assert untagged.summary(["scalp", "neck"])["s2m_head"] == dict.fromkeys(STAT_KEYS)
+
+
 def test_evaluate_cli_json(tmp_path, capsys, lite_model_file, tiny_dataset, procedural_template):
     path, _ = lite_model_file
     out = tmp_path / "report"
@@ -94,15 +112,15 @@ def test_evaluate_cli_json(tmp_path, capsys, lite_model_file, tiny_dataset, proc
     assert set(report) == {"frames", "coarse", "refined"}
     assert report["frames"] == 1
     for stage in ("coarse", "refined"):
-        assert set(report[stage]) == {"v2v", "s2m", "regions"}
-        _check_stats(report[stage]["v2v"])
-        _check_stats(report[stage]["s2m"])
-        assert report[stage]["v2v"]["median_mm"] is not None
+        assert set(report[stage]) == {"v2v", "s2m", "s2m_head", "regions"}
+        for key in ("v2v", "s2m", "s2m_head"):  # the synthetic scans are tagged
+            _check_stats(report[stage][key])
+            assert report[stage][key]["median_mm"] is not None
         assert set(report[stage]["regions"]) == set(procedural_template.regions)
         for region in report[stage]["regions"].values():
-            assert set(region) == {"v2v", "s2m"}
-            _check_stats(region["v2v"])
-            _check_stats(region["s2m"])
+            assert set(region) == {"v2v", "s2m", "s2m_head"}
+            for key in ("v2v", "s2m", "s2m_head"):
+                _check_stats(region[key])
     assert json.loads((out / "report.json").read_text()) == report
     pngs = sorted(out.glob("heatmap_*.png"))
     assert len(pngs) == 2 and all(p.stat().st_size > 0 for p in pngs)

@@ -113,6 +113,12 @@ def test_model_card_command(recipe_folder: Path, tmp_path: Path, capsys) -> None
     assert "| moved inwards: offset left along the normals |" in table
     assert "| moved outwards: offset left, face, lips and eye regions |" in table
     assert "| size error (%) |" in table
+    # the synthetic scans are tagged: every region's scan distance on the head is measured
+    head = card["rows"]["test, 16 views"]["refined"]["s2m_head"]["median_mm"]
+    assert head is not None and f"| {head:.2f} |" in table.splitlines()[2]
+    assert "| coarse s2m, head | refined s2m, head |" in table
+    regions = [line for line in table.splitlines() if line.startswith(("| scalp |", "| neck |"))]
+    assert len(regions) == 2 and all("–" not in line for line in regions)
     assert table in capsys.readouterr().out
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -149,6 +150,8 @@ def test_layout_is_exactly_tempeh(dataset_dir: Path) -> None:
         assert img.is_file()
         assert (dataset_dir / "calibrations" / subject / sequence / f"{cam}.tka").is_file()
     assert (dataset_dir / "scans" / subject / sequence / f"{sequence}.{frame}.npy").is_file()
+    tags = dataset_dir / "scans" / subject / sequence / f"{sequence}.{frame}.extra.npy"
+    assert np.load(tags).dtype == np.bool_
     ply = dataset_dir / "registrations" / subject / sequence / f"{sequence}.{frame}.ply"
     assert ply.is_file()
     assert (dataset_dir / "rig.json").is_file() and (dataset_dir / "synth.json").is_file()
@@ -326,6 +329,34 @@ def test_dataset_reads_back_identically(dataset_dir: Path) -> None:
     np.testing.assert_allclose(sample.centers.numpy(), np.stack([c.center for c in rig]), atol=1e-3)
     assert sample.images.shape == (4, 3, 48, 64) and sample.Rt.shape == (4, 3, 4)
     assert sample.scan.shape == (20000, 3)
+
+
+def test_scan_tags_follow_the_subsampled_points(dataset_dir: Path, tmp_path: Path) -> None:
+    """With ``scan_tags`` the reader delivers each drawn point's tag: the points tagged as head
+    lie on the registration within the scan noise, the others (hair cap, shoulders) do not."""
+    config = DatasetConfig.from_root(dataset_dir, "train", scan_points=3000, scan_tags=True, seed=0)
+    sample = MultiViewDataset(config)[0]
+    assert sample.scan_extra is not None and sample.scan_extra.shape == (3000,)
+    assert 0.05 < sample.scan_extra.float().mean() < 0.7
+    faces = sample.faces.numpy()
+    head = point_to_surface_distance(
+        sample.scan[~sample.scan_extra].numpy(), sample.registration.numpy(), faces
+    )
+    assert np.mean(head < 0.9) > 0.99  # 3 sigma of the 0.3 mm noise
+    extra = point_to_surface_distance(
+        sample.scan[sample.scan_extra].numpy(), sample.registration.numpy(), faces
+    )
+    assert np.median(extra) > 3.0  # the cap is 5 mm over the scalp
+    untagged = DatasetConfig.from_root(dataset_dir, "train", scan_points=3000, seed=0)
+    assert MultiViewDataset(untagged)[0].scan_extra is None  # not asked for
+    np.testing.assert_array_equal(MultiViewDataset(untagged)[0].scan, sample.scan)
+    # tags that do not fit the scan name their file
+    out = shutil.copytree(dataset_dir, tmp_path / "copy")
+    subject, sequence, frame = MultiViewDataset(config).frames[0]
+    bad = out / "scans" / subject / sequence / f"{sequence}.{frame}.extra.npy"
+    np.save(bad, np.zeros(5, dtype=bool))
+    with pytest.raises(DatasetError, match=r"extra\.npy.*scan tags must be"):
+        MultiViewDataset(dataclasses.replace(config, scan_dir=out / "scans"))[0]
 
 
 def test_dataset_resize_and_augmentation(dataset_dir: Path) -> None:
