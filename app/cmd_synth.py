@@ -66,7 +66,7 @@ def _load_rig(spec: str):
 
 def _synth(args: argparse.Namespace) -> int:
     from inference.head_model import load_head_model_data
-    from inference.synth import SynthConfig, default_workers, write_synthetic_dataset
+    from inference.synth import SynthConfig, write_synthetic_dataset
 
     config = SynthConfig(
         rig=args.rig,
@@ -92,7 +92,7 @@ def _synth(args: argparse.Namespace) -> int:
         config,
         progress=not args.no_progress,
         preview=args.preview,
-        workers=default_workers() if args.workers is None else args.workers,
+        workers=args.workers,
     )
     done = s.frames_written + s.frames_skipped
     per = s.seconds / s.frames_written if s.frames_written else 0.0

@@ -434,7 +434,7 @@ class MultiViewDataset(Dataset):
             rng.choice(len(points), cfg.scan_points, replace=len(points) < cfg.scan_points)
         )
         scan = torch.as_tensor(points[pick], dtype=torch.float32)
-        tags_path = path.with_name(f"{sequence}.{frame}.extra.npy")
+        tags_path = scan_tags_path(path)
         if not cfg.scan_tags or not tags_path.is_file():
             return scan, None
         try:
@@ -449,6 +449,12 @@ class MultiViewDataset(Dataset):
                 **where,
             )
         return scan, torch.as_tensor(tags[pick])
+
+
+def scan_tags_path(scan: Path) -> Path:
+    """The point tags beside a scan file: ``<sequence>.<frame>.extra.npy`` for
+    ``<sequence>.<frame>.npy``."""
+    return scan.with_name(f"{scan.stem}.extra.npy")
 
 
 def _is_stereo(name: str) -> bool:

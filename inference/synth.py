@@ -59,6 +59,7 @@ from capture.camera import Camera, Rig, depth, project
 from capture.errors import ConfigError, RenderError
 from capture.rig_json import write_rig_json
 from capture.rig_tka import read_rig_tka, write_rig_tka
+from inference.dataset import scan_tags_path
 from inference.head_data import HeadModelData, HeadTemplate
 from inference.mesh_io import write_mesh
 from inference.performer import Performer, PerformerPose, euler_to_axis_angle
@@ -315,10 +316,11 @@ def render_views(
 
 def _paths(out: Path, subject: str, sequence: str, frame: str, names: list[str]) -> dict:
     img_dir = out / "images" / subject / sequence / frame
+    scan = out / "scans" / subject / sequence / f"{sequence}.{frame}.npy"
     return {
         "images": [img_dir / f"{sequence}.{frame}.{name}.png" for name in names],
-        "scan": out / "scans" / subject / sequence / f"{sequence}.{frame}.npy",
-        "scan_extra": out / "scans" / subject / sequence / f"{sequence}.{frame}.extra.npy",
+        "scan": scan,
+        "scan_extra": scan_tags_path(scan),
         "registration": out / "registrations" / subject / sequence / f"{sequence}.{frame}.ply",
     }
 
@@ -330,7 +332,7 @@ def write_synthetic_dataset(
     config: SynthConfig,
     progress: bool = True,
     preview: bool = False,
-    workers: int = 1,
+    workers: int | None = 1,
 ) -> SynthSummary:
     """Render, scan and register a synthetic performance into ``out`` (see module docstring).
 
@@ -349,9 +351,9 @@ def write_synthetic_dataset(
     preview : bool
         Also write ``preview.png``: a contact sheet of all views of the first frame with the
         projected registration overlaid.
-    workers : int
-        Processes that render frames side by side (each with its own GL context; see
-        :func:`default_workers`). The files are the same byte for byte whatever the count:
+    workers : int or None
+        Processes that render frames side by side (each with its own GL context); None:
+        :func:`default_workers`. The files are the same byte for byte whatever the count:
         every frame is seeded by its own indices.
 
     Returns
@@ -367,6 +369,7 @@ def write_synthetic_dataset(
     """
     from tqdm import tqdm
 
+    workers = default_workers() if workers is None else workers
     if int(workers) < 1:
         raise ConfigError(f"must be >= 1, got {workers}", field="workers")
     out = Path(out)

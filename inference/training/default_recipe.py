@@ -193,7 +193,7 @@ class RecipeResult:
     refine_step: int
 
 
-def _synth(out: Path, config: SynthConfig, progress: bool, workers: int) -> None:
+def _synth(out: Path, config: SynthConfig, progress: bool, workers: int | None) -> None:
     from capture.default_rigs import load_shipped_rig
     from inference.head_model import load_head_model_data
     from inference.synth import write_synthetic_dataset
@@ -244,10 +244,8 @@ def run_recipe(
         ``coarse_steps`` is below :data:`COARSE_STEPS`, or the coarse run is to go on while a
         refinement run fed by its earlier state exists (named; move it away to retrain it).
     """
-    from inference.synth import default_workers
     from inference.training.export import export_runs
 
-    workers = default_workers() if workers is None else workers
     root = Path(root)
     coarse_cfg = coarse_config(root / "data", coarse_steps)
     if done_steps(root / "refine") > 0 and done_steps(root / "coarse") < coarse_cfg.steps:

@@ -91,13 +91,22 @@ def test_performer_works_with_flame(flame_standin: Path) -> None:
 # --------------------------------------------------------------------------- scans
 
 
-def test_scan_points_lie_on_the_surface_except_extras(head: HeadModelData) -> None:
+SCAN_CONFIG = ScanConfig(max_points=8000, depth_width=200)
+
+
+@pytest.fixture(scope="module")
+def posed(head: HeadModelData):
+    """A posed procedural head, its vertices and the default rig, for the scan tests."""
     _need_gl()
     performer = Performer(head, seed=1, subject_seed=2)
     pose = performer.frame(1.0)
     verts = performer.pose_vertices(pose)
-    rig = load_shipped_rig("default16")
-    config = ScanConfig(max_points=8000, depth_width=200)
+    return pose, verts, load_shipped_rig("default16")
+
+
+def test_scan_points_lie_on_the_surface_except_extras(head: HeadModelData, posed) -> None:
+    pose, verts, rig = posed
+    config = SCAN_CONFIG
     scan = simulate_scan(
         rig, verts, head.template, pose.translation, np.random.default_rng(0), config
     )
@@ -111,21 +120,16 @@ def test_scan_points_lie_on_the_surface_except_extras(head: HeadModelData) -> No
 
 
 def test_scan_is_the_same_in_a_fresh_context_and_in_the_image_renderers(
-    head: HeadModelData,
+    head: HeadModelData, posed
 ) -> None:
     """The synth renders images and scans in one context; the image renderer leaves back-face
     culling on. The scan's depth pass sets its own culling, so a scan made in a fresh context
     (as a test or a user makes one) is the one the datasets hold, point for point."""
-    _need_gl()
-    performer = Performer(head, seed=1, subject_seed=2)
-    pose = performer.frame(1.0)
-    verts = performer.pose_vertices(pose)
-    rig = load_shipped_rig("default16")
-    config = ScanConfig(max_points=8000, depth_width=200)
+    pose, verts, rig = posed
 
     def scan(ctx=None):
         rng = np.random.default_rng(0)
-        return simulate_scan(rig, verts, head.template, pose.translation, rng, config, ctx)
+        return simulate_scan(rig, verts, head.template, pose.translation, rng, SCAN_CONFIG, ctx)
 
     fresh = scan()
     renderer = open_view_renderer(rig, 8, rgb=False)
